@@ -1,0 +1,1 @@
+"""theory: SGD on linear regression under source/capacity conditions (see DESIGN.md)."""
