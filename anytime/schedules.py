@@ -420,7 +420,9 @@ def linear_decay(
   span = total_steps - warmup_steps
 
   def decayed(tau):
-    s = jnp.minimum(tau / span, 1.0)
-    return peak_value - (peak_value - final_value) * s
+    # The remaining fraction, not 1 - elapsed: near the end, peak - (peak - final)
+    # would cancel catastrophically in float32.
+    remaining = jnp.maximum(span - tau, 0.0) / span
+    return final_value + (peak_value - final_value) * remaining
 
   return _with_warmup(decayed, peak_value, warmup_steps, init_value)
