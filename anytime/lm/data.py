@@ -1,0 +1,680 @@
+"""Training and validation batches for the LM: token files, the stdlib corpus, a Markov chain.
+
+Interface (what the trainer calls; docs/data.md has the details):
+
+    validate_data_config(data_cfg, *, seq_len=None, global_batch_size=None, process_index=0,
+                         process_count=1) -> None
+    vocab_size(data_cfg) -> int
+    make_train_iterator(data_cfg, *, seq_len, global_batch_size, seed, process_index=0,
+                        process_count=1) -> TrainIterator   (get_state() / set_state(state))
+    make_eval_batches(data_cfg, *, seq_len, batch_size, num_batches, process_index=0,
+                      process_count=1) -> list[dict]
+
+Every batch is ``dict(inputs=int32[B_local, seq_len], targets=int32[B_local, seq_len])`` where
+``targets[:, t] == inputs[:, t + 1]`` within a row: a row is seq_len + 1 consecutive tokens.
+
+Sources (data_cfg.source): "tokens" reads a token-file directory (anytime.lm.prepare writes one;
+any tool can) by memory map; "stdlib" is the Python standard library's sources, tokenized and cached
+on first use (anytime.lm.corpus); "synthetic" is a random first-order Markov chain with a known
+entropy rate, generated in memory.
+
+Sampling (data_cfg.sampling), per epoch over the training split:
+  "windows": the split cut into consecutive windows of seq_len + 1 tokens with stride seq_len,
+    starting at a random offset in [0, seq_len) drawn per epoch, visited in a random order.
+  "documents": the documents (spans ending in EOS) shuffled per epoch and packed end to end (each
+    keeps its EOS separator) into one stream, cut into rows the same way, visited in a random order.
+Epoch e's offset, document order and row order depend only on (seed, e). The global batch at step
+t is the rows t*B .. t*B + B - 1 of that endless sequence, and process p materialises only its
+slice p*B_local .. (p+1)*B_local - 1, so which rows make up a step does not depend on the number
+of processes, and the iterator state is just the step.
+
+Validation batches are the first rows (stride seq_len, no shuffling) of the held-out split, which
+never shares a document with the training split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import ml_collections
+import numpy as np
+
+from anytime.lm import corpus, prepare
+
+SOURCES = ("synthetic", "stdlib", "tokens")
+SAMPLINGS = ("windows", "documents")
+STATE_FORMAT = "anytime.lm.data/1"
+_SAMPLED_CHECK = 1 << 16  # token ids checked against vocab_size when a token file is opened
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """The data fields of the trainer config, with their defaults (the embedded stdlib corpus)."""
+  cfg = ml_collections.ConfigDict()
+  # Where tokens come from: "synthetic" (Markov chain, tests), "stdlib" (the Python standard
+  # library sources, prepared and cached on first use), "tokens" (a token-file dir at `path`).
+  cfg.source = "stdlib"
+  # "tokens": the token-file directory (train.bin, val.bin, meta.json). "stdlib": the cache root
+  # under which stdlib-<key>/ is written (default $ANYTIME_CACHE, else ~/.cache/anytime).
+  cfg.path = ""
+  # "windows": random fixed-length windows of seq_len + 1 tokens (OLMo-style, scales to any size);
+  # "documents": documents shuffled and packed end to end with EOS, cut into rows.
+  cfg.sampling = "windows"
+  # grain read threads (threads, not processes: 2 cores here; 0 reads in the calling thread) and
+  # the number of batches read ahead.
+  cfg.num_threads = 2
+  cfg.prefetch = 4
+  # "synthetic" only: vocabulary (the last id is EOS, the chain uses the others), successors per
+  # state (entropy rate <= log(branching)), tokens per document, split sizes, the chain's seed
+  # (fixed corpus; the sampling seed is make_train_iterator's).
+  cfg.vocab_size = 256
+  cfg.synthetic_branching = 4
+  cfg.synthetic_doc_len = 512
+  cfg.synthetic_train_tokens = 1 << 20
+  cfg.synthetic_val_tokens = 1 << 17
+  cfg.synthetic_seed = 0
+  # "stdlib" only: BPE pieces of the tokenizer trained on it, share of characters held out for
+  # validation (by document), and extra directories of text files to add (e.g. the stdlib's
+  # test/ dir or /usr/share/doc) when 3.5M tokens are not enough.
+  cfg.tokenizer_vocab_size = 4096
+  cfg.val_fraction = 0.05
+  cfg.extra_text_dirs = ()
+  return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of the config.
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+  raise ValueError(f"data.{field}={value!r} is invalid: {allowed}")
+
+
+def _check_int(data_cfg, field: str, low: int, high: int | None = None) -> int:
+  value = data_cfg[field]
+  if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    _fail(field, value, "expected an integer")
+  if value < low or (high is not None and value > high):
+    _fail(field, value, f"allowed range is [{low}, {high if high is not None else 'inf'}]")
+  return int(value)
+
+
+def validate_data_config(
+  data_cfg,
+  *,
+  seq_len: int | None = None,
+  global_batch_size: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> None:
+  """Raises ValueError naming the field, its value and what is allowed; computes and writes nothing.
+
+  The keyword arguments, when given, are checked too (and, for "tokens" and "synthetic", that the
+  training split holds at least one row of seq_len + 1 tokens).
+  """
+  known = set(default_data_config().keys())
+  unknown = sorted(set(data_cfg.keys()) - known)
+  if unknown:
+    raise ValueError(f"unknown data field(s) {unknown}; known fields: {sorted(known)}")
+  missing = sorted(known - set(data_cfg.keys()))
+  if missing:
+    raise ValueError(f"data config lacks field(s) {missing}; start from default_data_config()")
+  if data_cfg.source not in SOURCES:
+    _fail("source", data_cfg.source, f"one of {SOURCES}")
+  if data_cfg.sampling not in SAMPLINGS:
+    _fail("sampling", data_cfg.sampling, f"one of {SAMPLINGS}")
+  _check_int(data_cfg, "num_threads", 0, 64)
+  _check_int(data_cfg, "prefetch", 0, 1024)
+  if seq_len is not None and (not isinstance(seq_len, int | np.integer) or seq_len < 1):
+    raise ValueError(f"seq_len={seq_len!r} is invalid: expected an integer >= 1")
+  if not isinstance(process_count, int | np.integer) or process_count < 1:
+    raise ValueError(f"process_count={process_count!r} is invalid: expected an integer >= 1")
+  if not isinstance(process_index, int | np.integer) or not 0 <= process_index < process_count:
+    raise ValueError(
+      f"process_index={process_index!r} is invalid: expected 0 <= it < {process_count}"
+    )
+  if global_batch_size is not None and (
+    not isinstance(global_batch_size, int | np.integer)
+    or global_batch_size < 1
+    or global_batch_size % process_count
+  ):
+    raise ValueError(
+      f"global_batch_size={global_batch_size!r} is invalid: expected a positive multiple of "
+      f"process_count={process_count} (each process reads global_batch_size // process_count rows)"
+    )
+
+  train_tokens = None
+  if data_cfg.source == "synthetic":
+    v = _check_int(data_cfg, "vocab_size", 3, 2**31 - 1)
+    _check_int(data_cfg, "synthetic_branching", 1, v - 1)
+    doc_len = _check_int(data_cfg, "synthetic_doc_len", 1)
+    tokens = _check_int(data_cfg, "synthetic_train_tokens", 2)
+    _check_int(data_cfg, "synthetic_val_tokens", 2)
+    _check_int(data_cfg, "synthetic_seed", 0, 2**63 - 1)
+    train_tokens = math.ceil(tokens / (doc_len + 1)) * (doc_len + 1)
+  elif data_cfg.source == "stdlib":
+    _check_int(data_cfg, "tokenizer_vocab_size", 260, 2**20)
+    if not isinstance(data_cfg.val_fraction, float | int) or not 0 < data_cfg.val_fraction <= 0.5:
+      _fail("val_fraction", data_cfg.val_fraction, "expected a number in (0, 0.5]")
+    if isinstance(data_cfg.extra_text_dirs, str):
+      _fail("extra_text_dirs", data_cfg.extra_text_dirs, "expected a tuple of directories")
+    for d in data_cfg.extra_text_dirs:
+      if not os.path.isdir(d):
+        _fail("extra_text_dirs", tuple(data_cfg.extra_text_dirs), f"{d!r} is not a directory")
+    if data_cfg.path and os.path.exists(data_cfg.path) and not os.path.isdir(data_cfg.path):
+      _fail("path", data_cfg.path, "the stdlib cache root must be a directory")
+  else:  # tokens
+    if not data_cfg.path:
+      _fail("path", data_cfg.path, 'source "tokens" needs the token-file directory')
+    train_tokens = _read_meta(data_cfg.path)["splits"]["train"]["tokens"]
+
+  if train_tokens is not None and seq_len is not None and _rows_possible(train_tokens, seq_len) < 1:
+    raise ValueError(
+      f"seq_len={seq_len} is too long for the training split of data.source="
+      f"{data_cfg.source!r}: {train_tokens} tokens hold no window of seq_len + 1 tokens"
+    )
+
+
+def _rows_possible(num_tokens: int, seq_len: int) -> int:
+  return (num_tokens - 1) // seq_len
+
+
+# --------------------------------------------------------------------------------------------
+# Token sources.
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenData:
+  """Both splits of a source as 1-D integer arrays (memory maps for token files)."""
+
+  train: np.ndarray
+  val: np.ndarray
+  vocab_size: int
+  eos_id: int | None
+  identity: str  # names the data for iterator-state checks
+
+
+def _read_meta(path: str) -> dict:
+  """meta.json of a token dir, with its header checked against the files on disk."""
+  meta_path = os.path.join(path, prepare.META_FILE)
+  if not os.path.isdir(path):
+    _fail("path", path, "not a directory (expected train.bin, val.bin, meta.json)")
+  if not os.path.isfile(meta_path):
+    _fail("path", path, f"no {prepare.META_FILE} in it (write token dirs with anytime.lm.prepare)")
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+  except (OSError, json.JSONDecodeError) as err:
+    raise ValueError(f"{meta_path}: not readable JSON ({err})") from err
+  where = f"{meta_path}:"
+  for field in ("dtype", "vocab_size", "eos_id", "splits"):
+    if field not in meta:
+      raise ValueError(f"{where} missing field {field!r}")
+  if meta.get("format", prepare.FORMAT) != prepare.FORMAT:
+    raise ValueError(f"{where} format={meta['format']!r}, expected {prepare.FORMAT!r}")
+  if meta["dtype"] not in ("uint16", "uint32"):
+    raise ValueError(f"{where} dtype={meta['dtype']!r}, allowed: 'uint16', 'uint32'")
+  vocab = meta["vocab_size"]
+  if not isinstance(vocab, int) or vocab < 1:
+    raise ValueError(f"{where} vocab_size={vocab!r}, expected a positive integer")
+  if meta["dtype"] == "uint16" and vocab > 2**16:
+    raise ValueError(f"{where} vocab_size={vocab} does not fit dtype uint16 (use uint32)")
+  eos = meta["eos_id"]
+  if eos is not None and (not isinstance(eos, int) or not 0 <= eos < vocab):
+    raise ValueError(f"{where} eos_id={eos!r}, expected null or an id in [0, {vocab})")
+  itemsize = np.dtype(meta["dtype"]).itemsize
+  for split, default_file in prepare.SPLIT_FILES.items():
+    info = meta["splits"].get(split)
+    if not isinstance(info, dict) or not isinstance(info.get("tokens"), int):
+      raise ValueError(f"{where} splits.{split}.tokens missing (an integer token count)")
+    file = os.path.join(path, info.get("file", default_file))
+    if not os.path.isfile(file):
+      raise ValueError(f"{where} split {split!r}: file {file} does not exist")
+    size = os.path.getsize(file)
+    if size % itemsize or size // itemsize != info["tokens"]:
+      raise ValueError(
+        f"{file}: {size} bytes is not {info['tokens']} tokens of {meta['dtype']} "
+        f"({info['tokens'] * itemsize} bytes) as {prepare.META_FILE} says: wrong dtype or a "
+        "truncated/foreign file"
+      )
+    if info["tokens"] < 2:
+      raise ValueError(f"{file}: {info['tokens']} tokens, need at least 2")
+  return meta
+
+
+def open_token_dir(path: str) -> TokenData:
+  """Memory-maps a token dir after checking meta.json, file sizes and a sample of the ids."""
+  meta = _read_meta(path)
+  arrays = {}
+  for split, default_file in prepare.SPLIT_FILES.items():
+    file = os.path.join(path, meta["splits"][split].get("file", default_file))
+    tokens = np.memmap(file, dtype=meta["dtype"], mode="r")
+    _check_ids(tokens, meta["vocab_size"], file)
+    arrays[split] = tokens
+  identity = (
+    f"tokens:{meta.get('tokenizer_sha256', '')}:"
+    f"{meta['splits']['train']['tokens']}:{meta['splits']['val']['tokens']}"
+  )
+  return TokenData(arrays["train"], arrays["val"], meta["vocab_size"], meta["eos_id"], identity)
+
+
+def _check_ids(tokens: np.ndarray, vocab: int, file: str) -> None:
+  """Both ends and a fixed random sample of positions must hold ids below vocab."""
+  n = len(tokens)
+  rng = np.random.default_rng(0)
+  positions = np.unique(
+    np.concatenate(
+      [
+        np.arange(min(n, 4096)),
+        np.arange(max(0, n - 4096), n),
+        rng.integers(0, n, size=min(n, _SAMPLED_CHECK)),
+      ]
+    )
+  )
+  sample = np.asarray(tokens[positions])
+  bad = np.flatnonzero(sample >= vocab)
+  if bad.size:
+    k = bad[0]
+    raise ValueError(
+      f"{file}: token id {int(sample[k])} at position {int(positions[k])} is out of range for "
+      f"vocab_size={vocab} (checked {positions.size} sampled positions; wrong dtype or vocab?)"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _stdlib_dir(vocab: int, val_fraction: float, extra: tuple[str, ...], path: str) -> str:
+  return corpus.ensure_stdlib_tokens(
+    vocab_size=vocab, val_fraction=val_fraction, extra_text_dirs=extra, cache_path=path or None
+  )
+
+
+def stdlib_token_dir(data_cfg) -> str:
+  """The cached token dir of the stdlib corpus for this config (prepared on first call)."""
+  return _stdlib_dir(
+    int(data_cfg.tokenizer_vocab_size),
+    float(data_cfg.val_fraction),
+    tuple(str(d) for d in data_cfg.extra_text_dirs),
+    data_cfg.path or "",
+  )
+
+
+def load_tokens(data_cfg) -> TokenData:
+  """Both splits of the configured source (validates the config first)."""
+  validate_data_config(data_cfg)
+  if data_cfg.source == "tokens":
+    return open_token_dir(data_cfg.path)
+  if data_cfg.source == "stdlib":
+    return open_token_dir(stdlib_token_dir(data_cfg))
+  return _synthetic_data(*_synthetic_args(data_cfg))
+
+
+def vocab_size(data_cfg) -> int:
+  """Vocabulary of the source: the tokenizer's (stdlib), meta.json's (tokens), data.vocab_size."""
+  validate_data_config(data_cfg)
+  if data_cfg.source == "tokens":
+    return int(_read_meta(data_cfg.path)["vocab_size"])
+  if data_cfg.source == "stdlib":
+    return int(data_cfg.tokenizer_vocab_size)
+  return int(data_cfg.vocab_size)
+
+
+# --------------------------------------------------------------------------------------------
+# The synthetic source: a sparse random Markov chain.
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovChain:
+  """A first-order chain on states 0..S-1: s is followed by successors[s, j] w.p. probs[s, j]."""
+
+  successors: np.ndarray  # int [S, branching]
+  probs: np.ndarray  # float64 [S, branching]
+  stationary: np.ndarray  # float64 [S]
+
+  @property
+  def entropy_rate(self) -> float:
+    """Nats per transition: sum_s pi_s H(P(. | s)), the best achievable next-token loss."""
+    h = -np.sum(self.probs * np.log(np.maximum(self.probs, 1e-300)), axis=1)
+    return float(self.stationary @ h)
+
+
+def _synthetic_args(data_cfg) -> tuple[int, ...]:
+  return (
+    int(data_cfg.vocab_size),
+    int(data_cfg.synthetic_branching),
+    int(data_cfg.synthetic_doc_len),
+    int(data_cfg.synthetic_train_tokens),
+    int(data_cfg.synthetic_val_tokens),
+    int(data_cfg.synthetic_seed),
+  )
+
+
+def markov_chain(num_states: int, branching: int, seed: int) -> MarkovChain:
+  """Each state gets `branching` distinct random successors with Dirichlet(1) probabilities."""
+  rng = np.random.default_rng([seed, 0x5EED])
+  successors = np.stack(
+    [rng.choice(num_states, size=branching, replace=False) for _ in range(num_states)]
+  )
+  probs = rng.dirichlet(np.ones(branching), size=num_states)
+  dense = np.zeros((num_states, num_states))
+  np.add.at(dense, (np.arange(num_states)[:, None], successors), probs)
+  # Cesaro average of the distribution from uniform: a stationary distribution even if periodic.
+  dist = np.full(num_states, 1.0 / num_states)
+  total = np.zeros(num_states)
+  for _ in range(2000):
+    dist = dist @ dense
+    total += dist
+  stationary = total / total.sum()
+  return MarkovChain(successors, probs, stationary)
+
+
+def synthetic_chain(data_cfg) -> MarkovChain:
+  """The chain behind data_cfg's synthetic source (its entropy_rate is the loss to approach)."""
+  v, branching, *_, seed = _synthetic_args(data_cfg)
+  return markov_chain(v - 1, branching, seed)
+
+
+def synthetic_entropy_rate(data_cfg) -> float:
+  """Nats/token of the synthetic chain. The best loss on the packed stream is this plus about
+  (log(doc_len) + H(stationary)) / doc_len for the EOS positions (0.02 nats at doc_len 512)."""
+  return synthetic_chain(data_cfg).entropy_rate
+
+
+def _sample_chain(chain: MarkovChain, num_docs: int, doc_len: int, rng) -> np.ndarray:
+  """[num_docs, doc_len] states: documents start in the stationary distribution."""
+  cdf = np.cumsum(chain.probs, axis=1)
+  cdf[:, -1] = 1.0
+  out = np.empty((num_docs, doc_len), dtype=np.int64)
+  state = rng.choice(len(chain.stationary), size=num_docs, p=chain.stationary)
+  rows = np.arange(num_docs)
+  for t in range(doc_len):
+    out[:, t] = state
+    u = rng.random(num_docs)
+    choice = (u[:, None] > cdf[state]).sum(axis=1)
+    state = chain.successors[state, np.minimum(choice, chain.probs.shape[1] - 1)]
+  del rows
+  return out
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_data(
+  vocab: int, branching: int, doc_len: int, train_tokens: int, val_tokens: int, seed: int
+) -> TokenData:
+  chain = markov_chain(vocab - 1, branching, seed)
+  eos = vocab - 1
+  dtype = prepare.token_dtype(vocab)
+  splits = {}
+  for k, (split, tokens) in enumerate((("train", train_tokens), ("val", val_tokens))):
+    num_docs = math.ceil(tokens / (doc_len + 1))
+    docs = _sample_chain(chain, num_docs, doc_len, np.random.default_rng([seed, 1 + k]))
+    stream = np.concatenate([docs, np.full((num_docs, 1), eos)], axis=1).reshape(-1)
+    splits[split] = stream.astype(dtype)
+    splits[split].flags.writeable = False
+  identity = f"synthetic:{vocab}:{branching}:{doc_len}:{train_tokens}:{val_tokens}:{seed}"
+  return TokenData(splits["train"], splits["val"], vocab, eos, identity)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows: the endless sequence of training rows, random access by (epoch, row).
+
+
+def _mix_seed(seed: int) -> int:
+  """A well-mixed 32-bit seed (grain's shuffle takes [0, 2**32)) from any non-negative int."""
+  return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
+class _WindowRows:
+  """Epoch e: windows tokens[o_e + r*L : o_e + r*L + L + 1], o_e in [0, L) random per epoch."""
+
+  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int):
+    self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
+    n = len(tokens)
+    # With room for any offset use (n - L) // L rows; short splits fall back to offset 0.
+    self.random_offset = (n - seq_len) // seq_len >= 1
+    self.rows_per_epoch = (n - seq_len) // seq_len if self.random_offset else (n - 1) // seq_len
+
+  def start(self, epoch: int, row: int) -> int:
+    offset = 0
+    if self.random_offset:
+      offset = int(np.random.default_rng([self.seed, epoch, 1]).integers(self.seq_len))
+    return offset + row * self.seq_len
+
+  def __call__(self, epoch: int, row: int) -> np.ndarray:
+    s = self.start(epoch, row)
+    return np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int32)
+
+
+class _DocumentRows:
+  """Epoch e: documents (spans ending in EOS) in a random order, packed, cut every L tokens."""
+
+  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int, eos_id: int):
+    self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
+    ends = np.flatnonzero(np.asarray(tokens) == eos_id) + 1
+    if not ends.size or ends[-1] != len(tokens):
+      ends = np.append(ends, len(tokens))
+    self.starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    self.lengths = (ends - self.starts).astype(np.int64)
+    self.rows_per_epoch = (len(tokens) - 1) // seq_len
+    self._orders: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    self._lock = threading.Lock()
+
+  def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(document permutation, packed start offsets) of the epoch."""
+    with self._lock:
+      if epoch not in self._orders:
+        perm = np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.starts))
+        cum = np.concatenate([[0], np.cumsum(self.lengths[perm])])
+        if len(self._orders) >= 3:
+          self._orders.pop(min(self._orders))
+        self._orders[epoch] = (perm, cum)
+      return self._orders[epoch]
+
+  def __call__(self, epoch: int, row: int) -> np.ndarray:
+    perm, cum = self.order(epoch)
+    begin, end = row * self.seq_len, row * self.seq_len + self.seq_len + 1
+    k = int(np.searchsorted(cum, begin, side="right")) - 1
+    pieces, pos = [], begin
+    while pos < end:
+      doc = perm[k]
+      offset = pos - cum[k]
+      take = min(int(self.lengths[doc] - offset), end - pos)
+      first = self.starts[doc] + offset
+      pieces.append(self.tokens[first : first + take])
+      pos += take
+      k += 1
+    return np.concatenate(pieces).astype(np.int32)
+
+
+def _rows(data: TokenData, sampling: str, seq_len: int, seed: int) -> Callable[[int, int], Any]:
+  if _rows_possible(len(data.train), seq_len) < 1:
+    raise ValueError(
+      f"seq_len={seq_len} is too long: the training split has {len(data.train)} tokens"
+    )
+  if sampling == "documents":
+    if data.eos_id is None:
+      raise ValueError('data.sampling="documents" needs an eos_id in meta.json (it is null)')
+    return _DocumentRows(data.train, seq_len, seed, data.eos_id)
+  return _WindowRows(data.train, seq_len, seed)
+
+
+def _split_row_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
+  return dict(inputs=np.ascontiguousarray(rows[:, :-1]), targets=np.ascontiguousarray(rows[:, 1:]))
+
+
+class TrainIterator:
+  """Endless training batches for one process; get_state/set_state make a resumed run identical.
+
+  The state is a JSON-serialisable dict holding the number of batches returned so far (the
+  step) and a fingerprint of what defines the batch sequence (source, sampling, seq_len, global
+  batch size, seed, data identity); set_state refuses a state from a different sequence. The
+  process count is not part of it: a state saved by N processes resumes on M.
+  """
+
+  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions, fingerprint):
+    self._dataset = dataset  # local batches: element t is this process's part of global step t
+    self._read_options = read_options
+    self._fingerprint = fingerprint
+    self._step = 0
+    self._iterator = None
+
+  def _start(self) -> None:
+    if self._iterator is not None and hasattr(self._iterator, "close"):
+      self._iterator.close()
+    ds = self._dataset[self._step :]
+    self._iterator = iter(ds.to_iter_dataset(self._read_options))
+
+  def __iter__(self) -> TrainIterator:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._iterator is None:
+      self._start()
+    batch = next(self._iterator)
+    self._step += 1
+    return batch
+
+  @property
+  def step(self) -> int:
+    """Batches returned so far."""
+    return self._step
+
+  def get_state(self) -> dict:
+    return dict(format=STATE_FORMAT, step=self._step, fingerprint=dict(self._fingerprint))
+
+  def set_state(self, state: dict) -> None:
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+      raise ValueError(f"not a data-iterator state of format {STATE_FORMAT!r}: {state!r}")
+    theirs = state.get("fingerprint", {})
+    differ = {k: (theirs.get(k), v) for k, v in self._fingerprint.items() if theirs.get(k) != v}
+    if differ:
+      raise ValueError(
+        "the saved data-iterator state belongs to a different batch sequence; (saved, now): "
+        f"{differ}"
+      )
+    step = state.get("step")
+    if not isinstance(step, int) or step < 0:
+      raise ValueError(f"data-iterator state has step={step!r}, expected an integer >= 0")
+    self._step = step
+    self._start()
+
+  def close(self) -> None:
+    if self._iterator is not None and hasattr(self._iterator, "close"):
+      self._iterator.close()
+    self._iterator = None
+
+
+def make_train_iterator(
+  data_cfg,
+  *,
+  seq_len: int,
+  global_batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> TrainIterator:
+  """Endless deterministic training batches of global_batch_size // process_count rows each.
+
+  Each batch is dict(inputs=int32[B_local, seq_len], targets=int32[B_local, seq_len]); the rows
+  are this process's contiguous slice of global step t's rows (see the module docstring).
+  """
+  validate_data_config(
+    data_cfg,
+    seq_len=seq_len,
+    global_batch_size=global_batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+    raise ValueError(f"seed={seed!r} is invalid: expected an integer >= 0")
+  data = load_tokens(data_cfg)
+  mixed = _mix_seed(int(seed))
+  rows = _rows(data, data_cfg.sampling, seq_len, mixed)
+  per_epoch = rows.rows_per_epoch
+  local = global_batch_size // process_count
+  ds = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat()
+  ds = ds.map_with_index(lambda index, row: rows(index // per_epoch, row))
+  ds = ds.batch(local, batch_fn=np.stack)[process_index::process_count].map(_split_row_batch)
+  read_options = grain.ReadOptions(
+    num_threads=int(data_cfg.num_threads), prefetch_buffer_size=int(data_cfg.prefetch)
+  )
+  fingerprint = dict(
+    source=data_cfg.source,
+    sampling=data_cfg.sampling,
+    seq_len=int(seq_len),
+    global_batch_size=int(global_batch_size),
+    seed=int(seed),
+    data=data.identity,
+  )
+  return TrainIterator(ds, read_options, fingerprint)
+
+
+def eval_rows_available(data_cfg, *, seq_len: int) -> int:
+  """How many distinct validation rows of seq_len + 1 tokens the held-out split holds."""
+  return _rows_possible(len(load_tokens(data_cfg).val), seq_len)
+
+
+def make_eval_batches(
+  data_cfg,
+  *,
+  seq_len: int,
+  batch_size: int,
+  num_batches: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> list[dict[str, np.ndarray]]:
+  """Fixed validation batches: rows r = 0, 1, ... of the held-out split (tokens r*L .. r*L + L).
+
+  Global batch b holds rows b*batch_size .. (b+1)*batch_size - 1; this process gets its
+  contiguous slice of batch_size // process_count rows. Raises ValueError when the split holds
+  fewer than batch_size * num_batches rows (no row is repeated).
+  """
+  validate_data_config(
+    data_cfg,
+    seq_len=seq_len,
+    global_batch_size=batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )
+  if not isinstance(num_batches, int | np.integer) or num_batches < 1:
+    raise ValueError(f"num_batches={num_batches!r} is invalid: expected an integer >= 1")
+  val = load_tokens(data_cfg).val
+  available = _rows_possible(len(val), seq_len)
+  if batch_size * num_batches > available:
+    raise ValueError(
+      f"batch_size={batch_size} x num_batches={num_batches} = {batch_size * num_batches} "
+      f"validation rows requested, but the held-out split ({len(val)} tokens) holds {available} "
+      f"rows of seq_len + 1 = {seq_len + 1} tokens; use at most "
+      f"{available // batch_size} batches"
+    )
+  local = batch_size // process_count
+  batches = []
+  for b in range(num_batches):
+    first = b * batch_size + process_index * local
+    rows = np.stack(
+      [
+        np.asarray(val[r * seq_len : r * seq_len + seq_len + 1])
+        for r in range(first, first + local)
+      ]
+    ).astype(np.int32)
+    batches.append(_split_row_batch(rows))
+  return batches
+
+
+__all__: Sequence[str] = (
+  "TrainIterator",
+  "default_data_config",
+  "eval_rows_available",
+  "make_eval_batches",
+  "make_train_iterator",
+  "open_token_dir",
+  "stdlib_token_dir",
+  "synthetic_entropy_rate",
+  "validate_data_config",
+  "vocab_size",
+)
