@@ -1,0 +1,60 @@
+"""``python -m anytime.lm --config=configs/lm.py:ARGS --workdir=DIR [--dry_run]``.
+
+Trains (resuming from DIR when it holds a checkpoint) or, with ``--dry_run``,
+prints the start-up report only. Several processes (one per host, or several
+on localhost for tests) join with ``--num_processes``, ``--process_id`` and
+``--coordinator``; on CPU they use gloo collectives.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/lm.py:ARGS", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the start-up report only")
+_COORDINATOR = flags.DEFINE_string("coordinator", "", "host:port of process 0 (multi-process)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "processes in the run")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "this process's index")
+
+
+def _initialize_distributed() -> None:
+  import jax
+
+  if _NUM_PROCESSES.value <= 1:
+    return
+  if not _COORDINATOR.value:
+    raise app.UsageError("--num_processes > 1 needs --coordinator=host:port")
+  if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+  )
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config=configs/lm.py:ARGS is required")
+  if not _DRY_RUN.value and not _WORKDIR.value:
+    raise app.UsageError("--workdir is required (unless --dry_run)")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  _initialize_distributed()
+  from anytime.lm import train
+
+  try:
+    train.run(_CONFIG.value, _WORKDIR.value or "", dry_run=_DRY_RUN.value)
+  except (ValueError, train.NonFiniteLossError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,247 @@
+"""Decoder-only Transformer in Flax NNX, as in the reference (OLMo-style).
+
+Pre-norm blocks, rotary position embeddings (RoPE), layer norm on queries and
+keys (QK-norm), a GELU MLP, no biases anywhere, untied input and output
+embeddings and causal self-attention. Parameters are float32; the compute
+dtype (``bfloat16`` or ``float32``) is separate. Every parameter carries
+logical axis names (``vocab``, ``embed``, ``heads``, ``mlp``, ``norm``) that
+:mod:`anytime.lm.sharding` maps to mesh axes.
+
+Shapes in names: B batch, L sequence, D model width, H heads, K head width,
+F MLP width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Parameter collections that count as "embedding" (excluded from N, the
+# non-embedding parameter count of the Chinchilla rule).
+EMBEDDING_PARAMS = ("embed", "unembed")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture hyper-parameters (see configs/lm.py for the presets)."""
+
+  vocab_size: int
+  d_model: int
+  num_layers: int
+  num_heads: int
+  mlp_dim: int
+  seq_len: int
+  dtype: str = "float32"  # compute dtype: "bfloat16" or "float32"
+  rope_base: float = 10_000.0
+  init_std: float = 0.02
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model.{name}={value!r} must be a positive integer.")
+    if self.d_model % self.num_heads:
+      raise ValueError(
+        f"model.d_model={self.d_model} must be divisible by model.num_heads={self.num_heads}."
+      )
+    if (self.d_model // self.num_heads) % 2:
+      raise ValueError(
+        f"head width d_model/num_heads={self.d_model // self.num_heads} must be even for RoPE."
+      )
+    if self.dtype not in ("bfloat16", "float32"):
+      raise ValueError(f"model.dtype={self.dtype!r} must be one of 'bfloat16', 'float32'.")
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.num_heads
+
+
+def _init(std: float, axes: tuple[str, ...]):
+  return nnx.with_partitioning(nnx.initializers.normal(std), axes)
+
+
+def _norm(dim: int, dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(
+    dim,
+    use_bias=False,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    scale_init=nnx.with_partitioning(nnx.initializers.ones, ("norm",)),
+    rngs=rngs,
+  )
+
+
+def _dense(din: int, dout: int, axes, std: float, dtype: Any, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(
+    din,
+    dout,
+    use_bias=False,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    kernel_init=_init(std, axes),
+    rngs=rngs,
+  )
+
+
+def rope(x_BxLxHxK: jax.Array, base: float) -> jax.Array:
+  """Rotary position embedding (rotate-half form), computed in float32."""
+  _, length, _, k = x_BxLxHxK.shape
+  inv_freq = 1.0 / (base ** (np.arange(0, k, 2, dtype=np.float32) / k))
+  angles_LxK2 = np.arange(length, dtype=np.float32)[:, None] * inv_freq[None, :]
+  cos = jnp.asarray(np.cos(angles_LxK2))[None, :, None, :]
+  sin = jnp.asarray(np.sin(angles_LxK2))[None, :, None, :]
+  x = x_BxLxHxK.astype(jnp.float32)
+  x1, x2 = x[..., : k // 2], x[..., k // 2 :]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BxLxHxK.dtype)
+
+
+class Attention(nnx.Module):
+  """Causal multi-head self-attention with QK layer norm and RoPE."""
+
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
+    d, std = cfg.d_model, cfg.init_std
+    out_std = std / math.sqrt(2 * cfg.num_layers)
+    self.cfg = cfg
+    self.query = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
+    self.key = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
+    self.value = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
+    self.out = _dense(d, d, ("heads", "embed"), out_std, dtype, rngs)
+    self.q_norm = _norm(d, dtype, rngs)
+    self.k_norm = _norm(d, dtype, rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    b, length, d = x_BxLxD.shape
+    h, k = self.cfg.num_heads, self.cfg.head_dim
+    q_BxLxHxK = self.q_norm(self.query(x_BxLxD)).reshape(b, length, h, k)
+    k_BxLxHxK = self.k_norm(self.key(x_BxLxD)).reshape(b, length, h, k)
+    v_BxLxHxK = self.value(x_BxLxD).reshape(b, length, h, k)
+    q_BxLxHxK = rope(q_BxLxHxK, self.cfg.rope_base)
+    k_BxLxHxK = rope(k_BxLxHxK, self.cfg.rope_base)
+    scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
+    scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
+    causal_LxL = np.tril(np.ones((length, length), dtype=bool))
+    scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
+    probs_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(v_BxLxHxK.dtype)
+    y_BxLxHxK = jnp.einsum("bhqs,bshk->bqhk", probs_BxHxLxL, v_BxLxHxK)
+    return self.out(y_BxLxHxK.reshape(b, length, d))
+
+
+class Mlp(nnx.Module):
+  """GELU MLP without biases: D -> F -> D."""
+
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
+    out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+    self.up = _dense(cfg.d_model, cfg.mlp_dim, ("embed", "mlp"), cfg.init_std, dtype, rngs)
+    self.down = _dense(cfg.mlp_dim, cfg.d_model, ("mlp", "embed"), out_std, dtype, rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x_BxLxD)))
+
+
+class Block(nnx.Module):
+  """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
+    self.attn_norm = _norm(cfg.d_model, dtype, rngs)
+    self.attn = Attention(cfg, dtype, rngs)
+    self.mlp_norm = _norm(cfg.d_model, dtype, rngs)
+    self.mlp = Mlp(cfg, dtype, rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD))
+    return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+
+
+class Transformer(nnx.Module):
+  """tokens_BxL (int32) -> logits_BxLxV (float32)."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    dtype = jnp.dtype(cfg.dtype)
+    self.cfg = cfg
+    self.embed = nnx.Embed(
+      cfg.vocab_size,
+      cfg.d_model,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      embedding_init=_init(cfg.init_std, ("vocab", "embed")),
+      rngs=rngs,
+    )
+    self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+    self.final_norm = _norm(cfg.d_model, dtype, rngs)
+    self.unembed = _dense(
+      cfg.d_model, cfg.vocab_size, ("embed", "vocab"), cfg.init_std, dtype, rngs
+    )
+
+  def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+    x_BxLxD = self.embed(tokens_BxL)
+    for block in self.blocks:
+      x_BxLxD = block(x_BxLxD)
+    logits_BxLxV = self.unembed(self.final_norm(x_BxLxD))
+    return logits_BxLxV.astype(jnp.float32)
+
+
+def build(cfg: ModelConfig, seed: int = 0) -> Transformer:
+  """A model with freshly initialised parameters (placement is left to the caller).
+
+  The logical axis names are kept as metadata only (no eager sharding), so the
+  same code builds the model outside a mesh, under ``eval_shape`` or inside a
+  jitted init with explicit ``out_shardings`` (:mod:`anytime.lm.sharding`).
+  """
+  with nnx.use_eager_sharding(False):
+    return Transformer(cfg, nnx.Rngs(seed))
+
+
+def abstract(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+  """(graphdef, abstract params state) from shapes only: nothing is allocated."""
+  model = nnx.eval_shape(lambda: build(cfg))
+  return nnx.split(model, nnx.Param)
+
+
+def param_counts(cfg: ModelConfig) -> dict[str, int]:
+  """Total and non-embedding parameter counts, from shapes (no allocation)."""
+  _, state = abstract(cfg)
+  total = embedding = 0
+  for path, leaf in nnx.to_flat_state(state):
+    size = int(np.prod(leaf.shape))
+    total += size
+    if path[0] in EMBEDDING_PARAMS:
+      embedding += size
+  return {"total": total, "non_embedding": total - embedding, "embedding": embedding}
+
+
+def flops_per_token(cfg: ModelConfig) -> int:
+  """Training FLOPs per token: 6 N (all matmul weights incl. the unembedding) + attention.
+
+  The attention term is 6 * num_layers * seq_len * d_model (QK^T and AV, forward
+  and backward, with causal masking not exploited), as in the PaLM appendix.
+  """
+  counts = param_counts(cfg)
+  matmul_params = counts["total"] - cfg.vocab_size * cfg.d_model  # the embedding is a gather
+  return 6 * matmul_params + 6 * cfg.num_layers * cfg.seq_len * cfg.d_model
+
+
+def forward(graphdef: nnx.GraphDef, params: Any, tokens_BxL: jax.Array) -> jax.Array:
+  """Functional apply: params (a pure dict of arrays, see ``nnx.to_pure_dict``) -> logits_BxLxV."""
+  return nnx.merge(graphdef, params)(tokens_BxL)
+
+
+def loss_fn(graphdef: nnx.GraphDef, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
+  """Mean next-token cross-entropy (nats) of ``batch['targets']`` given ``batch['inputs']``."""
+  logits_BxLxV = forward(graphdef, params, batch["inputs"])
+  losses_BxL = optax_xent(logits_BxLxV, batch["targets"])
+  return losses_BxL.mean()
+
+
+def optax_xent(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+  """Per-token cross-entropy in float32 (log-sum-exp minus the target logit)."""
+  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+  lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
+  target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+  return lse_BxL - target_BxL

@@ -1,0 +1,406 @@
+"""The training loop: plan, validate, build, (resume), train, evaluate averages, checkpoint.
+
+``run(cfg, workdir)`` trains the config of configs/lm.py; ``run(..., dry_run=True)``
+prints the start-up report only. The whole config is validated before anything
+is compiled or written (:func:`validate`). A run is planned in optimizer steps
+(:class:`Plan`): its horizon and the horizon checkpoints, in Chinchilla
+multiples or steps, and the log-spaced evaluation steps. At every evaluation
+the raw iterate and every average of ``with_averaging`` are scored on the same
+validation batches, so one horizon-free run gives the loss at every horizon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from anytime import averaging, optim
+from anytime.lm import checkpoint as checkpoint_lib
+from anytime.lm import data as data_lib
+from anytime.lm import metrics as metrics_lib
+from anytime.lm import model as model_lib
+from anytime.lm import sharding as sharding_lib
+
+UNITS = ("chinchilla", "steps")
+TOKENS_PER_PARAM = 20  # Chinchilla: tokens = 20 x non-embedding params at 1x
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or inf."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A run in optimizer steps."""
+
+  total_steps: int
+  steps_per_chinchilla: int
+  tokens_per_step: int
+  micro_batch: int  # sequences per train_step call (batch_size / grad_accum)
+  eval_batch_size: int
+  horizons: dict[int, float]  # step -> horizon in cfg.unit; evaluated and kept permanently
+  eval_steps: tuple[int, ...]  # all evaluation steps (log-spaced + horizons)
+
+
+def _fail(field: str, value: Any, allowed: str):
+  raise ValueError(f"{field}={value!r} is invalid: {allowed}.")
+
+
+def model_config(cfg) -> model_lib.ModelConfig:
+  """The ModelConfig of ``cfg`` (vocab_size 0 = the data's vocabulary)."""
+  m = cfg.model
+  vocab = int(m.vocab_size) or data_lib.vocab_size(cfg.data)
+  return model_lib.ModelConfig(
+    vocab_size=vocab,
+    d_model=int(m.d_model),
+    num_layers=int(m.num_layers),
+    num_heads=int(m.num_heads),
+    mlp_dim=int(m.mlp_dim),
+    seq_len=int(m.seq_len),
+    dtype=m.dtype,
+    rope_base=float(m.rope_base),
+    init_std=float(m.init_std),
+  )
+
+
+def make_plan(cfg, non_embedding_params: int) -> Plan:
+  """Steps of the run, its horizons and evaluation points (validating those fields)."""
+  if cfg.unit not in UNITS:
+    _fail("unit", cfg.unit, f"allowed: {UNITS}")
+  for field in ("batch_size", "grad_accum", "log_every", "eval_batches"):
+    value = cfg[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      _fail(field, value, "expected an integer >= 1")
+  for field in ("checkpoint_every", "eval_points", "eval_batch_size", "steps_per_chinchilla"):
+    value = cfg[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      _fail(field, value, "expected an integer >= 0")
+  if cfg.batch_size % cfg.grad_accum:
+    _fail("batch_size", cfg.batch_size, f"must be divisible by grad_accum={cfg.grad_accum}")
+  micro = cfg.batch_size // cfg.grad_accum
+  seq_len = int(cfg.model.seq_len)
+  tokens_per_step = cfg.batch_size * seq_len
+  spc = int(cfg.steps_per_chinchilla) or math.ceil(
+    TOKENS_PER_PARAM * non_embedding_params / tokens_per_step
+  )
+  if not (isinstance(cfg.horizon, int | float) and cfg.horizon > 0):
+    _fail("horizon", cfg.horizon, "expected a number > 0")
+  to_steps = (lambda h: round(h * spc)) if cfg.unit == "chinchilla" else (lambda h: round(h))
+  total = to_steps(cfg.horizon)
+  if total < 1:
+    _fail("horizon", cfg.horizon, f"gives {total} steps ({spc} steps per 1x Chinchilla)")
+  values = list(cfg.horizons) or [2.0**i for i in range(64) if 2.0**i <= cfg.horizon]
+  horizons = {}
+  for h in [*values, cfg.horizon]:
+    if not (isinstance(h, int | float) and 0 < h <= cfg.horizon) or to_steps(h) < 1:
+      _fail("horizons", tuple(cfg.horizons), f"each must be in (0, horizon={cfg.horizon}]")
+    horizons[to_steps(h)] = float(h)
+  log_spaced = np.geomspace(1, total, cfg.eval_points) if cfg.eval_points else []
+  eval_steps = sorted({round(float(s)) for s in log_spaced} | set(horizons))
+  return Plan(
+    total_steps=total,
+    steps_per_chinchilla=spc,
+    tokens_per_step=tokens_per_step,
+    micro_batch=micro,
+    eval_batch_size=int(cfg.eval_batch_size) or micro,
+    horizons=dict(sorted(horizons.items())),
+    eval_steps=tuple(eval_steps),
+  )
+
+
+def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Plan, tuple]:
+  """Checks everything that can be checked before compiling; returns (model cfg, plan, mesh)."""
+  if check_data:
+    data_lib.validate_data_config(cfg.data)
+  mcfg = model_config(cfg)
+  if check_data and cfg.model.vocab_size:
+    data_vocab = data_lib.vocab_size(cfg.data)
+    if data_vocab > mcfg.vocab_size:
+      _fail("model.vocab_size", cfg.model.vocab_size, f"the data has {data_vocab} token ids")
+  counts = model_lib.param_counts(mcfg)
+  plan = make_plan(cfg, counts["non_embedding"])
+  optim.validate(cfg.opt, plan.total_steps)
+  if int(cfg.opt.warmup_steps) >= plan.total_steps:
+    _fail("opt.warmup_steps", cfg.opt.warmup_steps, f"must be < the run's {plan.total_steps} steps")
+  mesh_shape = sharding_lib.resolve_mesh_shape(cfg.mesh, jax.device_count())
+  shards = mesh_shape[0] * mesh_shape[1]
+  for field, size in (
+    ("batch_size / grad_accum", plan.micro_batch),
+    ("eval_batch_size", plan.eval_batch_size),
+  ):
+    if size % shards or size % jax.process_count():
+      _fail(
+        field,
+        size,
+        f"must be divisible by data x fsdp = {shards} and by the {jax.process_count()} processes",
+      )
+  if cfg.init_from and not os.path.isdir(os.path.join(cfg.init_from, "checkpoints")):
+    _fail("init_from", cfg.init_from, "expected a run directory holding checkpoints/")
+  if check_data:
+    kw = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    data_lib.validate_data_config(
+      cfg.data, seq_len=mcfg.seq_len, global_batch_size=plan.micro_batch, **kw
+    )
+    rows = data_lib.eval_rows_available(cfg.data, seq_len=mcfg.seq_len)
+    if rows < plan.eval_batch_size * cfg.eval_batches:
+      _fail(
+        "eval_batches",
+        cfg.eval_batches,
+        f"the validation split holds {rows} rows, at most {rows // plan.eval_batch_size} "
+        f"batches of eval_batch_size={plan.eval_batch_size}",
+      )
+  return mcfg, plan, mesh_shape
+
+
+class Trainer:
+  """Mesh, shardings, optimizer and the jitted init / train / eval functions of a config."""
+
+  def __init__(self, cfg, mcfg: model_lib.ModelConfig, plan: Plan, mesh_shape):
+    self.cfg, self.mcfg, self.plan = cfg, mcfg, plan
+    self.mesh = sharding_lib.make_mesh(mesh_shape)
+    self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum)
+    self.graphdef, abstract_state = model_lib.abstract(mcfg)
+    param_sh = sharding_lib.param_shardings(abstract_state, self.mesh)
+    self.abstract = jax.eval_shape(self._init)
+    self.shardings = {
+      "params": param_sh,
+      "opt_state": sharding_lib.like_params(
+        self.abstract["opt_state"], self.abstract["params"], param_sh, self.mesh
+      ),
+    }
+    self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
+    rep = sharding_lib.replicated(self.mesh)
+    batch_sh = {"inputs": self.batch_sharding, "targets": self.batch_sharding}
+    self.init = jax.jit(self._init, out_shardings=self.shardings)
+    self.train_step = jax.jit(
+      self._train_step,
+      in_shardings=(self.shardings, batch_sh),
+      out_shardings=(self.shardings, rep),
+      donate_argnums=0,
+    )
+    self.eval_step = jax.jit(self._eval_loss, in_shardings=(param_sh, batch_sh), out_shardings=rep)
+
+  def _init(self):
+    model = model_lib.build(self.mcfg, seed=self.cfg.seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return {"params": params, "opt_state": self.tx.init(params)}
+
+  def _train_step(self, state, batch):
+    params = state["params"]
+    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(self.graphdef, p, batch))(params)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], params)
+    params = optax.apply_updates(params, updates)
+    metrics = {
+      "loss": loss,
+      "grad_norm": optax.global_norm(grads),
+      "lr": optim.current_lr(opt_state),
+    }
+    return {"params": params, "opt_state": opt_state}, metrics
+
+  def _eval_loss(self, params, batch):
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    return model_lib.loss_fn(self.graphdef, params, batch)
+
+  def abstract_batch(self, rows: int) -> dict:
+    shape = (rows, self.mcfg.seq_len)
+    sds = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=self.batch_sharding)
+    return {"inputs": sds, "targets": sds}
+
+  def compile_train_step(self):
+    abstract = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      self.abstract,
+      self.shardings,
+    )
+    return self.train_step.lower(abstract, self.abstract_batch(self.plan.micro_batch)).compile()
+
+  def evaluate(self, state, eval_batches) -> dict[str, float]:
+    """Mean validation loss of the raw params and of every average."""
+    kinds = {"raw": state["params"]}
+    with contextlib.suppress(ValueError):  # ValueError: no averages configured
+      kinds.update(averaging.averaged_params(state["opt_state"]))
+    out = {}
+    for name, params in kinds.items():
+      losses = [self.eval_step(params, b) for b in eval_batches]
+      out[name] = float(np.mean(jax.device_get(losses)))
+    return out
+
+
+def _meta(cfg, plan: Plan, step: int) -> dict:
+  return {"step": step, "tokens": step * plan.tokens_per_step, "total_steps": plan.total_steps}
+
+
+def _header(cfg, mcfg, plan: Plan, counts: dict, flops: int) -> dict:
+  return {
+    "kind": "header",
+    "schema": 1,
+    "preset": cfg.model.preset,
+    "schedule": cfg.opt.schedule,
+    "lr": cfg.opt.lr,
+    "b2": cfg.opt.b2,
+    "averages": list(optim.parse_averages(cfg.opt.averages)),
+    "batch_size": cfg.batch_size,
+    "seq_len": mcfg.seq_len,
+    "vocab_size": mcfg.vocab_size,
+    "tokens_per_step": plan.tokens_per_step,
+    "steps_per_chinchilla": plan.steps_per_chinchilla,
+    "total_steps": plan.total_steps,
+    "unit": cfg.unit,
+    "horizon": cfg.horizon,
+    "horizon_steps": {str(k): v for k, v in plan.horizons.items()},
+    "params": counts,
+    "flops_per_token": flops,
+    "data_source": cfg.data.source,
+  }
+
+
+def _restore(trainer: Trainer, cfg, workdir: str, plan: Plan, log):
+  """(state, data_state, step, checkpointer): resume from workdir, else init_from, else fresh."""
+  ckpt = checkpoint_lib.Checkpointer(
+    os.path.join(workdir, "checkpoints"),
+    keep=cfg.keep_checkpoints,
+    permanent_steps=list(plan.horizons),
+    async_save=cfg.async_checkpoints,
+  )
+  if ckpt.latest_step() is not None:
+    state, data_state, meta = ckpt.restore(None, trainer.abstract, trainer.shardings)
+    log(f"resumed from {ckpt.directory} at step {meta['step']}")
+    return state, data_state, int(meta["step"]), ckpt
+  if cfg.init_from:
+    source = checkpoint_lib.Checkpointer(
+      os.path.join(cfg.init_from, "checkpoints"), read_only=True, async_save=False
+    )
+    state, data_state, meta = source.restore(
+      cfg.init_from_step, trainer.abstract, trainer.shardings
+    )
+    log(f"initialised from {cfg.init_from} step {meta['step']}")
+    return state, data_state, int(meta["step"]), ckpt
+  return trainer.init(), None, 0, ckpt
+
+
+def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
+  """Trains ``cfg`` in ``workdir`` (resuming from it); returns the final summary.
+
+  With ``dry_run`` only the start-up report is printed: no data is read, no
+  parameter allocated, nothing written.
+  """
+  primary = jax.process_index() == 0
+  log = log or (lambda msg: print(msg, flush=True) if primary else None)
+  data_error = None
+  if dry_run:
+    try:
+      data_lib.validate_data_config(cfg.data)
+    except ValueError as e:
+      data_error = str(e)
+  mcfg, plan, mesh_shape = validate(cfg, check_data=not dry_run)
+  trainer = Trainer(cfg, mcfg, plan, mesh_shape)
+  counts = model_lib.param_counts(mcfg)
+  flops = model_lib.flops_per_token(mcfg)
+  compiled = trainer.compile_train_step()
+  peak = metrics_lib.peak_flops(cfg.peak_flops, mcfg.dtype)
+  log(metrics_lib.startup(cfg, mcfg, plan, trainer, counts, flops, compiled, peak))
+  if data_error:
+    log(f"data: {data_error} (a training run would stop here)")
+  if dry_run:
+    return {"counts": counts, "flops_per_token": flops, "plan": plan}
+
+  os.makedirs(workdir, exist_ok=True)
+  writer = metrics_lib.MetricWriter(workdir)
+  state, data_state, step, ckpt = _restore(trainer, cfg, workdir, plan, log)
+  writer.truncate_after(step)
+  if primary:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(cfg.to_dict(), f, indent=1, default=str)
+  writer.write("eval", _header(cfg, mcfg, plan, counts, flops))
+  pk = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  data_iter = data_lib.make_train_iterator(
+    cfg.data, seq_len=mcfg.seq_len, global_batch_size=plan.micro_batch, seed=cfg.seed, **pk
+  )
+  if data_state is not None:
+    data_iter.set_state(data_state)
+  eval_batches = [
+    sharding_lib.global_batch(b, trainer.mesh)
+    for b in data_lib.make_eval_batches(
+      cfg.data,
+      seq_len=mcfg.seq_len,
+      batch_size=plan.eval_batch_size,
+      num_batches=cfg.eval_batches,
+      **pk,
+    )
+  ]
+  meter = metrics_lib.Meter(plan, flops, peak * len(trainer.mesh.devices.flat), step)
+  pending: list[tuple[int, dict]] = []
+  last = {}
+  last_saved = ckpt.latest_step()
+
+  def check_finite():
+    nonlocal pending, last
+    fetched = jax.device_get(pending)
+    pending = []
+    for s, m in fetched:
+      if not np.isfinite(m["loss"]):
+        ckpt.close()
+        raise NonFiniteLossError(
+          f"training loss is {m['loss']} at step {s} (lr {m['lr']:.3g}, grad norm "
+          f"{m['grad_norm']:.3g}); stopped. The last good checkpoint is step {last_saved} in "
+          f"{ckpt.directory}. Lower opt.lr, raise opt.warmup_steps or use model.dtype=float32."
+        )
+      last = m
+
+  try:
+    while step < plan.total_steps:
+      for _ in range(cfg.grad_accum):
+        batch = sharding_lib.global_batch(next(data_iter), trainer.mesh)
+        state, metrics = compiled(state, batch)
+      step += 1
+      pending.append((step, metrics))
+      is_eval = step in plan.eval_steps
+      is_save = (
+        step in plan.horizons
+        or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        or step == plan.total_steps
+      )
+      is_log = step % cfg.log_every == 0 or step == plan.total_steps or step == meter.start_step + 1
+      if is_log or is_eval or is_save:
+        check_finite()
+      if is_log:
+        line, record = meter.update(step, last)
+        log(line)
+        writer.write("train", record)
+      io_start = time.time()
+      if is_eval:
+        losses = trainer.evaluate(state, eval_batches)
+        record = {
+          "kind": "eval",
+          "step": step,
+          "tokens": step * plan.tokens_per_step,
+          "chinchilla": step / plan.steps_per_chinchilla,
+          "is_horizon": step in plan.horizons,
+          "horizon": plan.horizons.get(step),
+          "unit": cfg.unit,
+          "eval_tokens": plan.eval_batch_size * cfg.eval_batches * mcfg.seq_len,
+          "loss": losses,
+        }
+        writer.write("eval", record)
+        log(f"eval step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+      if is_save:
+        ckpt.save(step, state, data_iter.get_state(), _meta(cfg, plan, step))
+        last_saved = step
+      if is_eval or is_save:
+        meter.exclude(time.time() - io_start)
+  finally:
+    data_iter.close()
+    writer.close()
+  ckpt.close()
+  return {"step": step, "state": state, "last": jax.device_get(last), "meter": meter.summary()}

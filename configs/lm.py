@@ -1,0 +1,143 @@
+"""LM training configs: ``get_config("model=150m,schedule=constant,horizon=32")``.
+
+The argument is a comma-separated list of ``key=value`` presets (all optional):
+
+  model     one of PRESETS: 150m, 300m (the reference, DESIGN.md section 3), or a CPU
+            miniature: tiny (tests), nano, 1m, 5m, 15m
+  schedule  constant | inverse_sqrt | polynomial | cosine | wsd | linear_decay
+  horizon   run length, in Chinchilla multiples (or in steps with unit=steps)
+  unit      chinchilla | steps
+  lr, b2, batch, seed, dtype, data   shortcuts for opt.lr, opt.b2, batch_size, seed,
+            model.dtype, data.source
+
+Any other field is set from the command line, e.g.
+``--config=configs/lm.py:model=nano --config.opt.warmup_steps=10``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Architecture presets. vocab_size 0: taken from the data (anytime.lm.data.vocab_size).
+# Non-embedding params (12 * d^2 * layers + norms): 150m 151.0M, 300m 302.1M,
+# 15m 14.2M, 5m 4.7M, 1m 0.79M, nano 0.39M, tiny 25k.
+PRESETS = {
+  "150m": dict(
+    d_model=1024, num_layers=12, num_heads=16, mlp_dim=4096, vocab_size=32128, seq_len=1024
+  ),
+  "300m": dict(
+    d_model=1024, num_layers=24, num_heads=16, mlp_dim=4096, vocab_size=32128, seq_len=1024
+  ),
+  "15m": dict(d_model=384, num_layers=8, num_heads=6, mlp_dim=1536, vocab_size=0, seq_len=256),
+  "5m": dict(d_model=256, num_layers=6, num_heads=4, mlp_dim=1024, vocab_size=0, seq_len=256),
+  "1m": dict(d_model=128, num_layers=4, num_heads=4, mlp_dim=512, vocab_size=0, seq_len=128),
+  "nano": dict(d_model=128, num_layers=2, num_heads=4, mlp_dim=512, vocab_size=0, seq_len=128),
+  "tiny": dict(d_model=32, num_layers=2, num_heads=2, mlp_dim=64, vocab_size=0, seq_len=16),
+}
+
+# Per-preset training settings: the paper's for 150m/300m, small ones for CPU.
+RUN_PRESETS = {
+  "150m": dict(batch_size=256, steps_per_chinchilla=12_500, warmup_steps=5000, dtype="bfloat16"),
+  "300m": dict(batch_size=512, steps_per_chinchilla=12_500, warmup_steps=5000, dtype="bfloat16"),
+  "15m": dict(batch_size=64, steps_per_chinchilla=0, warmup_steps=200, dtype="float32"),
+  "5m": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=200, dtype="float32"),
+  "1m": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=100, dtype="float32"),
+  "nano": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=50, dtype="float32"),
+  "tiny": dict(batch_size=8, steps_per_chinchilla=0, warmup_steps=2, dtype="float32"),
+}
+
+
+def _parse(arg: str) -> dict[str, str]:
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    if "=" not in item:
+      raise ValueError(f"config argument {item!r} must be key=value (in {arg!r}).")
+    key, value = item.split("=", 1)
+    out[key.strip()] = value.strip()
+  allowed = {"model", "schedule", "horizon", "unit", "lr", "b2", "batch", "seed", "dtype", "data"}
+  unknown = set(out) - allowed
+  if unknown:
+    raise ValueError(f"config argument keys {sorted(unknown)} unknown; allowed: {sorted(allowed)}.")
+  return out
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  """The config for ``arg`` (see the module docstring)."""
+  from anytime.lm import data as data_lib
+
+  args = _parse(arg)
+  name = args.get("model", "nano")
+  if name not in PRESETS:
+    raise ValueError(f"model={name!r} is not a preset; allowed: {sorted(PRESETS)}.")
+  run = RUN_PRESETS[name]
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = int(args.get("seed", 0))  # init and data-order seed
+  cfg.batch_size = int(
+    args.get("batch", run["batch_size"])
+  )  # sequences per optimizer step (global)
+  cfg.grad_accum = 1  # micro-batches per optimizer step (optax.MultiSteps); divides batch_size
+
+  cfg.model = ml_collections.ConfigDict()
+  cfg.model.preset = name  # informational: which PRESETS entry the fields below came from
+  cfg.model.vocab_size = PRESETS[name]["vocab_size"]  # 0: from the data (tokenizer size)
+  cfg.model.d_model = PRESETS[name]["d_model"]  # residual width D
+  cfg.model.num_layers = PRESETS[name]["num_layers"]  # transformer blocks
+  cfg.model.num_heads = PRESETS[name][
+    "num_heads"
+  ]  # attention heads (d_model / heads even, for RoPE)
+  cfg.model.mlp_dim = PRESETS[name]["mlp_dim"]  # MLP hidden width F
+  cfg.model.seq_len = PRESETS[name]["seq_len"]  # tokens per training sequence L
+  cfg.model.dtype = args.get(
+    "dtype", run["dtype"]
+  )  # compute dtype: bfloat16 | float32 (params fp32)
+  cfg.model.rope_base = 10_000.0  # RoPE base frequency
+  cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
+
+  # Run length. tokens(1x Chinchilla) = 20 * non-embedding params, i.e.
+  # ceil(20 N / (batch_size * seq_len)) steps unless steps_per_chinchilla > 0.
+  cfg.unit = args.get("unit", "chinchilla")  # unit of horizon and horizons: chinchilla | steps
+  cfg.horizon = float(args.get("horizon", 1))  # the run's length, in `unit`
+  # Eval + permanent checkpoint at these horizons (in `unit`); () = 1, 2, 4, ... <= horizon.
+  cfg.horizons = ()
+  cfg.steps_per_chinchilla = run["steps_per_chinchilla"]  # 0: from the 20 tokens/param rule
+
+  cfg.opt = ml_collections.ConfigDict()
+  cfg.opt.schedule = args.get("schedule", "constant")  # see anytime.optim.SCHEDULES
+  cfg.opt.lr = float(args.get("lr", 1e-3))  # peak learning rate
+  cfg.opt.warmup_steps = run["warmup_steps"]  # linear warmup from init_lr_fraction * lr
+  cfg.opt.init_lr_fraction = 0.1  # warmup starts at this fraction of the peak
+  cfg.opt.final_lr_fraction = 0.1  # cosine / wsd / linear_decay end at this fraction of the peak
+  cfg.opt.schedule_steps = 0  # horizon of cosine/wsd/linear_decay; 0 = the run's length
+  cfg.opt.offset = 51_200.0  # inverse_sqrt / polynomial offset (steps); the paper's best 51.2k
+  cfg.opt.exponent = 0.5  # polynomial decay exponent
+  cfg.opt.wsd_decay_fraction = 0.1  # WSD decays over the last 10% (branches at 90%)
+  cfg.opt.wsd_shape = "linear"  # WSD decay shape: linear | sqrt | cosine
+  cfg.opt.b1 = 0.9  # AdamW beta1
+  cfg.opt.b2 = float(args.get("b2", 0.95))  # AdamW beta2 (paper grid 0.95, 0.98, 0.99)
+  cfg.opt.eps = 1e-8  # AdamW epsilon
+  cfg.opt.weight_decay = 0.0  # AdamW decoupled weight decay (paper: 0)
+  cfg.opt.clip = 1.0  # global-norm gradient clipping threshold; 0 disables
+  # Weight averages kept during training: pema<gamma> (proportional EMA), ema<decay>, polyak.
+  cfg.opt.averages = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
+  cfg.opt.averages_dtype = "float32"  # dtype of the stored averages
+
+  cfg.mesh = (-1, 1, 1)  # (data, fsdp, tensor) mesh shape; one -1 = the remaining devices
+
+  cfg.data = data_lib.default_data_config()  # fields documented in anytime/lm/data.py
+  if "data" in args:
+    cfg.data.source = args["data"]
+  if name in ("150m", "300m"):
+    cfg.data.source = args.get("data", "tokens")  # pre-tokenized C4 (T5 vocab); set data.path
+
+  cfg.eval_points = 20  # log-spaced eval steps over the run (plus every horizon)
+  cfg.eval_batches = 8  # validation batches per eval
+  cfg.eval_batch_size = 0  # sequences per validation batch; 0 = batch_size / grad_accum
+
+  cfg.log_every = 50  # steps between train log lines / metric records
+  cfg.checkpoint_every = 500  # steps between rolling checkpoints (0: only horizons and the end)
+  cfg.keep_checkpoints = 2  # rolling checkpoints kept (horizon checkpoints are never pruned)
+  cfg.async_checkpoints = True  # write checkpoints in the background
+  cfg.init_from = ""  # another run's workdir to start from (e.g. a WSD cooldown branch)
+  cfg.init_from_step = -1  # its checkpoint step; -1 = latest
+  cfg.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul at start (CPU)
+  return cfg

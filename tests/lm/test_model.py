@@ -1,0 +1,80 @@
+"""The Transformer: sizes of the reference presets, causality, no biases, untied embeddings."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from anytime.lm import model as model_lib
+from configs import lm as lm_config
+
+
+def _preset(name, **kw):
+  p = dict(lm_config.PRESETS[name])
+  p["vocab_size"] = p["vocab_size"] or 97
+  p.update(kw)
+  return model_lib.ModelConfig(**p)
+
+
+@pytest.mark.parametrize("name, expected", [("150m", 151.0e6), ("300m", 302.0e6)])
+def test_reference_non_embedding_params_within_one_percent(name, expected):
+  counts = model_lib.param_counts(_preset(name))  # eval_shape: nothing allocated
+  assert abs(counts["non_embedding"] - expected) / expected < 0.01
+  # Untied embeddings: input and output tables, vocab x d each (the paper's 216M / 368M total).
+  assert counts["embedding"] == 2 * 32128 * 1024
+  assert abs(counts["total"] - {"150m": 216e6, "300m": 368e6}[name]) / 368e6 < 0.01
+
+
+def test_param_count_matches_architecture_formula():
+  cfg = _preset("nano")
+  d, f, n, v = cfg.d_model, cfg.mlp_dim, cfg.num_layers, cfg.vocab_size
+  # q, k, v, o (d x d) + MLP (2 d f) + four norm scales per block + final norm; no biases.
+  expected = n * (4 * d * d + 2 * d * f + 4 * d) + d
+  assert model_lib.param_counts(cfg)["non_embedding"] == expected
+  assert model_lib.param_counts(cfg)["embedding"] == 2 * v * d
+
+
+def test_no_biases_and_untied_embeddings():
+  cfg = _preset("tiny")
+  _, params = nnx.split(model_lib.build(cfg), nnx.Param)
+  paths = ["/".join(map(str, p)) for p, _ in nnx.to_flat_state(params)]
+  assert not [p for p in paths if "bias" in p]
+  pure = nnx.to_pure_dict(params)
+  emb, unemb = pure["embed"]["embedding"], pure["unembed"]["kernel"]
+  assert emb.shape == (cfg.vocab_size, cfg.d_model) and unemb.shape == (cfg.d_model, cfg.vocab_size)
+  assert not np.allclose(emb, unemb.T)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(pure))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_causal_future_tokens_do_not_change_earlier_logits(dtype):
+  cfg = _preset("tiny", dtype=dtype)
+  graphdef, params = nnx.split(model_lib.build(cfg, seed=1), nnx.Param)
+  params = nnx.to_pure_dict(params)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, cfg.vocab_size, size=(2, cfg.seq_len)).astype(np.int32)
+  changed = tokens.copy()
+  cut = cfg.seq_len // 2
+  changed[:, cut:] = (changed[:, cut:] + 1) % cfg.vocab_size
+  a = np.asarray(model_lib.forward(graphdef, params, tokens))
+  b = np.asarray(model_lib.forward(graphdef, params, changed))
+  assert a.shape == (2, cfg.seq_len, cfg.vocab_size) and a.dtype == np.float32
+  np.testing.assert_array_equal(a[:, :cut], b[:, :cut])
+  # ...and the later positions do see the change (the test can fail).
+  assert np.abs(a[:, cut:] - b[:, cut:]).max() > 1e-3
+
+
+def test_loss_at_init_is_near_uniform():
+  cfg = _preset("tiny")
+  graphdef, params = nnx.split(model_lib.build(cfg), nnx.Param)
+  tokens = np.arange(2 * cfg.seq_len, dtype=np.int32).reshape(2, -1) % cfg.vocab_size
+  loss = model_lib.loss_fn(graphdef, nnx.to_pure_dict(params), dict(inputs=tokens, targets=tokens))
+  assert abs(float(loss) - np.log(cfg.vocab_size)) < 0.1
+
+
+def test_invalid_model_config_names_the_field():
+  with pytest.raises(ValueError, match="num_heads"):
+    _preset("tiny", num_heads=3)
+  with pytest.raises(ValueError, match="dtype"):
+    _preset("tiny", dtype="float16")
