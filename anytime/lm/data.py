@@ -152,7 +152,7 @@ def validate_data_config(
 
   train_tokens = None
   if data_cfg.source == "synthetic":
-    v = _check_int(data_cfg, "vocab_size", 3, 2**31 - 1)
+    v = _check_int(data_cfg, "vocab_size", 3, 65536)
     _check_int(data_cfg, "synthetic_branching", 1, v - 1)
     doc_len = _check_int(data_cfg, "synthetic_doc_len", 1)
     tokens = _check_int(data_cfg, "synthetic_train_tokens", 2)
@@ -356,21 +356,31 @@ def _synthetic_args(data_cfg) -> tuple[int, ...]:
 
 
 def markov_chain(num_states: int, branching: int, seed: int) -> MarkovChain:
-  """Each state gets `branching` distinct random successors with Dirichlet(1) probabilities."""
+  """Each state gets `branching` distinct successors with Dirichlet(1) probabilities.
+
+  One successor of s is always s + 1 (mod num_states) and, with branching >= 2, state 0 may also
+  stay: the chain is irreducible and aperiodic, so its stationary distribution is unique and
+  power iteration finds it. branching == 1 is the deterministic cycle (uniform, entropy 0).
+  """
   rng = np.random.default_rng([seed, 0x5EED])
-  successors = np.stack(
-    [rng.choice(num_states, size=branching, replace=False) for _ in range(num_states)]
-  )
+  successors = np.empty((num_states, branching), dtype=np.int64)
+  for s in range(num_states):
+    forced = [(s + 1) % num_states] + ([s] if s == 0 and branching >= 2 else [])
+    chosen = rng.choice(num_states - len(forced), size=branching - len(forced), replace=False)
+    for f in sorted(forced):  # skip the forced states: map [0, n - len(forced)) onto the rest
+      chosen = chosen + (chosen >= f)
+    successors[s] = np.concatenate([forced, chosen])
   probs = rng.dirichlet(np.ones(branching), size=num_states)
-  dense = np.zeros((num_states, num_states))
-  np.add.at(dense, (np.arange(num_states)[:, None], successors), probs)
-  # Cesaro average of the distribution from uniform: a stationary distribution even if periodic.
-  dist = np.full(num_states, 1.0 / num_states)
-  total = np.zeros(num_states)
-  for _ in range(2000):
-    dist = dist @ dense
-    total += dist
-  stationary = total / total.sum()
+  stationary = np.full(num_states, 1.0 / num_states)
+  if branching >= 2:
+    flat_successors, flat_probs = successors.reshape(-1), probs.reshape(-1)
+    for _ in range(200_000):
+      weights = np.repeat(stationary, branching) * flat_probs
+      nxt = np.bincount(flat_successors, weights=weights, minlength=num_states)
+      converged = np.abs(nxt - stationary).sum() < 1e-13
+      stationary = nxt / nxt.sum()
+      if converged:
+        break
   return MarkovChain(successors, probs, stationary)
 
 
@@ -597,7 +607,10 @@ def make_train_iterator(
   rows = _rows(data, data_cfg.sampling, seq_len, mixed)
   per_epoch = rows.rows_per_epoch
   local = global_batch_size // process_count
-  ds = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat()
+  # 2**50 rows in all (effectively endless): grain computes some lengths in float, so an
+  # unbounded repeat (length sys.maxsize) would overflow in batch/slice.
+  epochs = max(1, 2**50 // per_epoch)
+  ds = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat(epochs)
   ds = ds.map_with_index(lambda index, row: rows(index // per_epoch, row))
   ds = ds.batch(local, batch_fn=np.stack)[process_index::process_count].map(_split_row_batch)
   read_options = grain.ReadOptions(

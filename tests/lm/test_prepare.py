@@ -1,0 +1,183 @@
+"""anytime.lm.prepare and the tokenizer: lossless, deterministic, held-out split, atomic output."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anytime.lm import data, prepare
+from anytime.lm.tokenizer import Tokenizer
+
+WORD_TEXT = (
+  "the of and to in is was for on that with by as at from it his an were are which this be or has "
+  "def return class import self None True False if else elif while lambda yield async await"
+)
+WORDS = WORD_TEXT.split()
+
+
+def write_corpus(root, num_files=14, seed=0):
+  """A small directory of English-ish and code-ish text (with indentation, unicode and tabs)."""
+  rng = np.random.default_rng(seed)
+  texts = {}
+  for k in range(num_files):
+    lines = []
+    for _ in range(int(rng.integers(20, 60))):
+      indent = "    " * int(rng.integers(0, 3))
+      words = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 12))))
+      lines.append(indent + words + rng.choice([":", ".", " = 1", "\t# note", " — café"]))
+    name = f"{'sub/' if k % 3 == 0 else ''}doc{k:02d}.txt"
+    texts[name] = "\n".join(lines) + "\n"
+    path = os.path.join(root, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(texts[name])
+  with open(os.path.join(root, "blob.bin"), "wb") as f:
+    f.write(b"\x00\x01binary")  # skipped: not text
+  return texts
+
+
+def split_stream(tokens, eos):
+  pieces = np.split(np.asarray(tokens), np.flatnonzero(np.asarray(tokens) == eos) + 1)
+  assert len(pieces[-1]) == 0  # every document ends with EOS
+  return [p[:-1] for p in pieces[:-1]]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("text")
+  return str(root), write_corpus(root)
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus_dir, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("prep") / "tokens")
+  meta = prepare.main(
+    [f"--input_dir={corpus_dir[0]}", f"--output_dir={out}", "--vocab_size=400",
+     "--val_fraction=0.2"]
+  )  # fmt: skip
+  return out, meta
+
+
+def test_prepared_files_decode_to_the_documents_split_by_document(corpus_dir, prepared):
+  _, texts = corpus_dir
+  out, meta = prepared
+  assert sorted(os.listdir(out)) == ["meta.json", "tokenizer.model", "train.bin", "val.bin"]
+  assert meta["vocab_size"] == 400 and meta["dtype"] == "uint16" and meta["eos_id"] == 2
+  tok = Tokenizer.from_file(os.path.join(out, "tokenizer.model"))
+  assert tok.sha256 == meta["tokenizer_sha256"]
+  decoded = {}
+  for split in ("train", "val"):
+    tokens = np.fromfile(os.path.join(out, f"{split}.bin"), dtype=np.uint16)
+    assert len(tokens) == meta["splits"][split]["tokens"]
+    docs = [tok.decode(d) for d in split_stream(tokens, tok.eos_id)]
+    assert len(docs) == meta["splits"][split]["documents"]
+    decoded[split] = docs
+  # Lossless (indentation, tabs, unicode), every document exactly once, on exactly one side.
+  assert sorted(decoded["train"] + decoded["val"]) == sorted(texts.values())
+  assert not set(decoded["train"]) & set(decoded["val"])
+  share = sum(map(len, decoded["val"])) / sum(map(len, texts.values()))
+  assert 0.15 < share < 0.25
+  # The data pipeline reads it.
+  cfg = data.default_data_config()
+  cfg.source, cfg.path = "tokens", out
+  assert data.vocab_size(cfg) == 400
+  batch = next(data.make_train_iterator(cfg, seq_len=32, global_batch_size=4, seed=0))
+  assert batch["inputs"].shape == (4, 32) and batch["inputs"].max() < 400
+
+
+def test_prepare_is_deterministic_and_reuses_a_given_tokenizer(corpus_dir, prepared, tmp_path):
+  out, meta = prepared
+  again = prepare.main(
+    [f"--input_dir={corpus_dir[0]}", f"--output_dir={tmp_path / 'a'}", "--vocab_size=400",
+     "--val_fraction=0.2"]
+  )  # fmt: skip
+  reused = prepare.main(
+    [f"--input_dir={corpus_dir[0]}", f"--output_dir={tmp_path / 'b'}", "--val_fraction=0.2",
+     f"--tokenizer={os.path.join(out, 'tokenizer.model')}"]
+  )  # fmt: skip
+  assert again["tokenizer_sha256"] == reused["tokenizer_sha256"] == meta["tokenizer_sha256"]
+  assert not reused["tokenizer_trained"]
+  for name in ("train.bin", "val.bin", "tokenizer.model"):
+    ref = (Path(out) / name).read_bytes()
+    assert (tmp_path / "a" / name).read_bytes() == ref
+    assert (tmp_path / "b" / name).read_bytes() == ref
+
+
+def test_split_is_by_document_name_not_listing_order():
+  docs = [(f"d{k}", "x" * (10 + k)) for k in range(30)]
+  train, val = prepare.split_documents(docs, 0.3)
+  _, val_r = prepare.split_documents(docs[::-1], 0.3)
+  assert {n for n, _ in val} == {n for n, _ in val_r}
+  assert {n for n, _ in train} | {n for n, _ in val} == {n for n, _ in docs}
+  assert 0.25 < sum(len(t) for _, t in val) / sum(len(t) for _, t in docs) < 0.32
+  with pytest.raises(ValueError, match=r"at least 2 documents"):
+    prepare.split_documents(docs[:1], 0.3)
+  with pytest.raises(ValueError, match=r"val_fraction=1.5 must be in"):
+    prepare.split_documents(docs, 1.5)
+
+
+def test_document_splitting_modes():
+  named = [("a.txt", "one\ntwo\n\nthree\n\n\nfour"), ("b.txt", "five")]
+  assert [n for n, _ in prepare.documents_from_texts(named, "file")] == ["a.txt", "b.txt"]
+  assert [t for _, t in prepare.documents_from_texts(named, "line")] == [
+    "one", "two", "three", "four", "five"
+  ]  # fmt: skip
+  paragraphs = prepare.documents_from_texts(named, "paragraph")
+  assert [t.strip() for _, t in paragraphs] == ["one\ntwo", "three", "four", "five"]
+  with pytest.raises(ValueError, match=r"split='words' is not one of"):
+    prepare.documents_from_texts(named, "words")
+
+
+def test_refuses_to_overwrite_and_a_failed_run_leaves_nothing(corpus_dir, prepared, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+  out, _ = prepared
+  with pytest.raises(ValueError, match=r"exists; pass overwrite=True"):
+    prepare.main([f"--input_dir={corpus_dir[0]}", f"--output_dir={out}"])
+
+  def crash(*args, **kwargs):
+    raise KeyboardInterrupt  # a kill half-way through writing the token files
+
+  monkeypatch.setattr(prepare, "_write_split", crash)
+  target = tmp_path / "never"
+  with pytest.raises(KeyboardInterrupt):
+    prepare.main([f"--input_dir={corpus_dir[0]}", f"--output_dir={target}", "--vocab_size=400"])
+  assert os.listdir(tmp_path) == []  # no output dir, no temporary dir
+
+
+def test_bad_inputs_are_rejected(tmp_path, corpus_dir):
+  with pytest.raises(ValueError, match=r"is not a directory"):
+    prepare.main([f"--input_dir={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'o'}"])
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(ValueError, match=r"holds no text documents"):
+    prepare.main([f"--input_dir={tmp_path / 'empty'}", f"--output_dir={tmp_path / 'o'}"])
+  with pytest.raises(ValueError, match=r"vocab_size=100 is too small"):
+    prepare.main([f"--input_dir={corpus_dir[0]}", f"--output_dir={tmp_path / 'o'}",
+                  "--vocab_size=100"])  # fmt: skip
+  with pytest.raises(ValueError, match=r"could not train a 50000-piece BPE"):
+    prepare.main([f"--input_dir={corpus_dir[0]}", f"--output_dir={tmp_path / 'o'}",
+                  "--vocab_size=50000"])  # fmt: skip
+  assert not (tmp_path / "o").exists()
+
+
+def test_command_line_entry_point(corpus_dir, tmp_path):
+  out = tmp_path / "cli"
+  run = subprocess.run(
+    [sys.executable, "-m", "anytime.lm.prepare", f"--input_dir={corpus_dir[0]}",
+     f"--output_dir={out}", "--vocab_size=300", "--split=line", "--extensions=.txt"],
+    capture_output=True, text=True, check=False,
+  )  # fmt: skip
+  assert run.returncode == 0, run.stderr
+  assert "tokens/s" in run.stdout
+  meta = json.loads((out / "meta.json").read_text())
+  assert meta["vocab_size"] == 300 and meta["source"]["split"] == "line"
+  assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] > 400
+  bad = subprocess.run(
+    [sys.executable, "-m", "anytime.lm.prepare", f"--input_dir={tmp_path / 'x'}",
+     f"--output_dir={tmp_path / 'y'}"],
+    capture_output=True, text=True, check=False,
+  )  # fmt: skip
+  assert bad.returncode != 0 and "input_dir=" in bad.stderr and "is not a directory" in bad.stderr
