@@ -411,3 +411,49 @@ def test_stdlib_corpus_end_to_end(tmp_path):
       assert text in sources
       checked += 1
   assert checked >= 4
+
+
+def tiny_corpus(extra_text_dirs=()):
+  rng = np.random.default_rng(0)
+  words = np.array(
+    ["alpha", "beta", "gamma", "delta", "epsilon", "def", "return", "import", "class", "self"]
+  )
+  return [
+    (f"stdlib/m{k}.py", "\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
+    for k in range(10)
+  ]
+
+
+def test_stdlib_cache_is_keyed_reused_and_only_complete_dirs_count(tmp_path, monkeypatch):
+  monkeypatch.setattr(corpus, "corpus_documents", tiny_corpus)
+  monkeypatch.setenv("ANYTIME_CACHE", str(tmp_path))
+  # A directory left by a killed preparation does not count as the cache.
+  (tmp_path / ".stdlib-0000.tmp-1-x").mkdir()
+  first = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2)
+  assert os.path.dirname(first) == str(tmp_path)
+  assert os.path.basename(first).startswith("stdlib-")
+  assert sorted(os.listdir(tmp_path)) == sorted([".stdlib-0000.tmp-1-x", os.path.basename(first)])
+  with open(os.path.join(first, "meta.json")) as f:
+    meta = json.load(f)
+  assert meta["vocab_size"] == 300 and meta["source"]["corpus"] == "stdlib"
+
+  def must_not_prepare(*args, **kwargs):
+    raise AssertionError("prepared again although cached")
+
+  real_prepare = prepare.prepare_documents
+  monkeypatch.setattr(prepare, "prepare_documents", must_not_prepare)
+  assert corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2) == first
+  # Another option is another corpus, in another directory.
+  monkeypatch.setattr(prepare, "prepare_documents", real_prepare)
+  second = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.3)
+  assert second != first
+
+  # Another process publishing the same directory first: this one uses it and leaves no litter.
+  def publish_first(documents, output_dir, **kwargs):
+    real_prepare(documents, output_dir, **kwargs)  # the "other process"
+    return real_prepare(documents, output_dir, **kwargs)  # ours: finds it exists
+
+  monkeypatch.setattr(prepare, "prepare_documents", publish_first)
+  third = corpus.ensure_stdlib_tokens(vocab_size=320, val_fraction=0.2)
+  assert os.path.exists(os.path.join(third, "meta.json"))
+  assert len(os.listdir(tmp_path)) == 4  # the stale tmp dir + three corpora
