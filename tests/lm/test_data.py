@@ -457,3 +457,18 @@ def test_stdlib_cache_is_keyed_reused_and_only_complete_dirs_count(tmp_path, mon
   third = corpus.ensure_stdlib_tokens(vocab_size=320, val_fraction=0.2)
   assert os.path.exists(os.path.join(third, "meta.json"))
   assert len(os.listdir(tmp_path)) == 4  # the stale tmp dir + three corpora
+
+
+def test_uint32_token_files_for_large_vocabularies(tmp_path):
+  vocab = 70_000  # above uint16: the T5/C4 case is 32128 (uint16); larger tokenizers use uint32
+  train = (vocab - 5000) + (np.arange(5000) * 37) % 5000  # distinct ids, all >= 65000
+  write_token_dir(tmp_path, train, train[:600], vocab=vocab, eos_id=vocab - 1)
+  assert json.loads((tmp_path / "meta.json").read_text())["dtype"] == "uint32"
+  assert os.path.getsize(tmp_path / "train.bin") == 4 * 5000
+  cfg = tokens_cfg(tmp_path)
+  assert data.vocab_size(cfg) == vocab
+  batch = next(data.make_train_iterator(cfg, seq_len=20, global_batch_size=2, seed=0))
+  assert batch["inputs"].max() >= 65536
+  for row in batch["inputs"]:
+    start = int(np.flatnonzero(train == row[0])[0])
+    np.testing.assert_array_equal(row, train[start : start + 20])
