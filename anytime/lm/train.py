@@ -163,6 +163,29 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
   return mcfg, plan, mesh_shape
 
 
+def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int):
+  """The pure functions (init, train_step, eval_loss) that Trainer jits."""
+
+  def init_fn():
+    model = model_lib.build(mcfg, seed=seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return {"params": params, "opt_state": tx.init(params)}
+
+  def step_fn(state, batch):
+    params = state["params"]
+    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
+    updates, opt_state = tx.update(grads, state["opt_state"], params)
+    params = optax.apply_updates(params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": optim.current_lr(opt_state)}
+    return {"params": params, "opt_state": opt_state}, metrics
+
+  def eval_fn(params, batch):
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    return model_lib.loss_fn(graphdef, params, batch)
+
+  return init_fn, step_fn, eval_fn
+
+
 class Trainer:
   """Mesh, shardings, optimizer and the jitted init / train / eval functions of a config."""
 
@@ -172,7 +195,8 @@ class Trainer:
     self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum)
     self.graphdef, abstract_state = model_lib.abstract(mcfg)
     param_sh = sharding_lib.param_shardings(abstract_state, self.mesh)
-    self.abstract = jax.eval_shape(self._init)
+    init_fn, step_fn, eval_fn = make_functions(self.graphdef, self.tx, mcfg, cfg.seed)
+    self.abstract = jax.eval_shape(init_fn)
     self.shardings = {
       "params": param_sh,
       "opt_state": sharding_lib.like_params(
@@ -182,35 +206,14 @@ class Trainer:
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
     rep = sharding_lib.replicated(self.mesh)
     batch_sh = {"inputs": self.batch_sharding, "targets": self.batch_sharding}
-    self.init = jax.jit(self._init, out_shardings=self.shardings)
+    self.init = jax.jit(init_fn, out_shardings=self.shardings)
     self.train_step = jax.jit(
-      self._train_step,
+      step_fn,
       in_shardings=(self.shardings, batch_sh),
       out_shardings=(self.shardings, rep),
       donate_argnums=0,
     )
-    self.eval_step = jax.jit(self._eval_loss, in_shardings=(param_sh, batch_sh), out_shardings=rep)
-
-  def _init(self):
-    model = model_lib.build(self.mcfg, seed=self.cfg.seed)
-    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return {"params": params, "opt_state": self.tx.init(params)}
-
-  def _train_step(self, state, batch):
-    params = state["params"]
-    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(self.graphdef, p, batch))(params)
-    updates, opt_state = self.tx.update(grads, state["opt_state"], params)
-    params = optax.apply_updates(params, updates)
-    metrics = {
-      "loss": loss,
-      "grad_norm": optax.global_norm(grads),
-      "lr": optim.current_lr(opt_state),
-    }
-    return {"params": params, "opt_state": opt_state}, metrics
-
-  def _eval_loss(self, params, batch):
-    params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
-    return model_lib.loss_fn(self.graphdef, params, batch)
+    self.eval_step = jax.jit(eval_fn, in_shardings=(param_sh, batch_sh), out_shardings=rep)
 
   def abstract_batch(self, rows: int) -> dict:
     shape = (rows, self.mcfg.seq_len)

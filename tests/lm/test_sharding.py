@@ -1,0 +1,61 @@
+"""1 device vs 8 fake devices: same losses and parameters on every mesh shape."""
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import AxisType, PartitionSpec
+
+from anytime import averaged_params
+from anytime.lm import sharding as sharding_lib
+from tests.lm import util
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def one_device():
+  cfg = util.tiny_config(mesh=(1, 1, 1))
+  losses, state, _ = util.train_steps(cfg, STEPS)
+  return losses, jax.device_get(state)
+
+
+@pytest.mark.parametrize("mesh", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
+def test_same_loss_and_params_as_one_device(one_device, mesh):
+  assert jax.device_count() == 8
+  losses_1, state_1 = one_device
+  losses, state, trainer = util.train_steps(util.tiny_config(mesh=mesh), STEPS)
+  assert dict(trainer.mesh.shape) == dict(zip(sharding_lib.MESH_AXES, mesh, strict=True))
+  assert all(t == AxisType.Auto for t in trainer.mesh.axis_types)
+  assert losses_1[-1] < losses_1[0]  # it trains
+  np.testing.assert_allclose(losses, losses_1, rtol=0, atol=1e-5)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5), jax.device_get(state), state_1
+  )
+
+
+def test_params_and_averages_are_sharded_alike():
+  _, state, _ = util.train_steps(util.tiny_config(mesh=(2, 2, 2)), 1)
+  up = state["params"]["blocks"][0]["mlp"]["up"]["kernel"]  # logical (embed, mlp)
+  assert up.sharding.spec == PartitionSpec("fsdp", "tensor")
+  assert up.addressable_shards[0].data.shape == (up.shape[0] // 2, up.shape[1] // 2)
+  for name, avg in averaged_params(state["opt_state"]).items():
+    leaf = avg["blocks"][0]["mlp"]["up"]["kernel"]
+    assert leaf.sharding.is_equivalent_to(up.sharding, up.ndim), name
+  emb = state["params"]["embed"]["embedding"]  # (vocab, embed) -> (tensor, fsdp)
+  assert emb.sharding.spec == PartitionSpec("tensor", "fsdp")
+
+
+def test_rules_replicate_what_does_not_divide():
+  mesh = sharding_lib.make_mesh((1, 4, 2))
+  assert sharding_lib.logical_to_spec(("embed", "mlp"), (8, 6), mesh) == PartitionSpec(
+    "fsdp", "tensor"
+  )
+  assert sharding_lib.logical_to_spec(("embed", "mlp"), (6, 3), mesh) == PartitionSpec(None, None)
+  assert sharding_lib.logical_to_spec(("norm",), (8,), mesh) == PartitionSpec(None)
+
+
+def test_mesh_larger_than_devices_fails_naming_it():
+  with pytest.raises(ValueError, match=r"mesh=.*needs 16 devices"):
+    sharding_lib.make_mesh((4, 4, 1))
+  with pytest.raises(ValueError, match="mesh"):
+    sharding_lib.resolve_mesh_shape((-1, -1, 1), 8)

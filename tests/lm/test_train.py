@@ -1,0 +1,159 @@
+"""The train loop end to end on the tiny preset: learning, evals, failures, branching."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from anytime import averaging
+from anytime.lm import checkpoint as checkpoint_lib
+from anytime.lm import data as data_lib
+from anytime.lm import metrics as metrics_lib
+from anytime.lm import model as model_lib
+from anytime.lm import sharding as sharding_lib
+from anytime.lm import train
+from tests.lm import util
+
+
+def _records(workdir, kind):
+  return metrics_lib.read_jsonl(os.path.join(workdir, f"{kind}.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def constant_run(tmp_path_factory):
+  """A 12-step constant-LR run with horizons at 6 and 12 steps."""
+  workdir = str(tmp_path_factory.mktemp("constant"))
+  cfg = util.tiny_config(horizon=12, horizons=(6, 9), mesh=(2, 1, 1))
+  cfg.opt.lr = 3e-3
+  out = train.run(cfg, workdir, log=lambda _: None)
+  return cfg, workdir, out
+
+
+def test_loss_decreases_and_eval_log_is_self_describing(constant_run):
+  _, workdir, out = constant_run
+  assert out["step"] == 12
+  train_records = _records(workdir, "train")
+  assert train_records[-1]["loss"] < train_records[0]["loss"] - 0.3
+  assert {"step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"} <= set(
+    train_records[0]
+  )
+  header, *evals = _records(workdir, "eval")
+  assert header["kind"] == "header" and header["tokens_per_step"] == 8 * 16
+  assert header["horizon_steps"] == {"6": 6.0, "9": 9.0, "12": 12.0}
+  steps = [r["step"] for r in evals]
+  assert steps == sorted(steps) and {1, 6, 9, 12} <= set(steps)
+  for r in evals:
+    assert set(r["loss"]) == {"raw", "pema25", "polyak"}
+    assert r["is_horizon"] == (r["step"] in (6, 9, 12))
+    assert r["tokens"] == r["step"] * 128
+  # The averages lag the raw iterate early in training (they are not copies of it).
+  assert evals[-1]["loss"]["polyak"] > evals[-1]["loss"]["raw"]
+  # Horizon checkpoints kept; the end is checkpointed too.
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  assert {6, 9, 12} <= set(ckpt.all_steps())
+
+
+def test_eval_loss_matches_direct_computation(constant_run):
+  cfg, workdir, out = constant_run
+  state = out["state"]
+  mcfg = train.model_config(cfg)
+  graphdef, _ = model_lib.abstract(mcfg)
+  batches = data_lib.make_eval_batches(
+    cfg.data, seq_len=mcfg.seq_len, batch_size=8, num_batches=cfg.eval_batches
+  )
+  params = jax.device_get(state["params"])
+  avg = jax.device_get(averaging.averaged_params(state["opt_state"])["polyak"])
+  last = _records(workdir, "eval")[-1]["loss"]
+  for name, p in (("raw", params), ("polyak", avg)):
+    direct = np.mean([float(model_lib.loss_fn(graphdef, p, b)) for b in batches])
+    assert abs(direct - last[name]) < 1e-5
+
+
+def test_wsd_branch_from_constant_run(constant_run, tmp_path):
+  _, workdir, out = constant_run
+  wsd = util.tiny_config(horizon=12, horizons=(6, 9), mesh=(2, 1, 1), init_from=workdir)
+  wsd.opt.lr = 3e-3
+  wsd.opt.schedule = "wsd"
+  wsd.opt.wsd_decay_fraction = 0.25  # decay over steps 9..12: branch at the 9-step checkpoint
+  wsd.init_from_step = 9
+  branch = train.run(wsd, str(tmp_path), log=lambda _: None)
+  assert branch["step"] == 12
+  lrs = {r["step"]: r["lr"] for r in _records(str(tmp_path), "train")}
+  assert min(lrs) > 9  # started at the branch point, not from scratch
+  assert lrs[12] < 0.5 * 3e-3  # the cooldown ran
+  const = jax.device_get(out["state"]["params"])
+  branched = jax.device_get(branch["state"]["params"])
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, const, branched)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_both_compute_dtypes_train(dtype):
+  cfg = util.tiny_config(**{"model.dtype": dtype, "horizon": 20, "mesh": (1, 1, 1)})
+  cfg.opt.lr = 3e-3
+  losses, state, _ = util.train_steps(cfg, 20)
+  assert np.all(np.isfinite(losses))
+  assert losses[-5:].mean() < losses[:5].mean() - 0.2
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state["params"]))
+
+
+def test_grad_accumulation_counts_optimizer_steps():
+  cfg = util.tiny_config(grad_accum=2, mesh=(1, 1, 1))
+  losses, state, _ = util.train_steps(cfg, 3)  # 6 micro-batches
+  is_avg = lambda x: isinstance(x, averaging.AveragingState)
+  avg_state = next(s for s in jax.tree.leaves(state["opt_state"], is_leaf=is_avg) if is_avg(s))
+  assert int(avg_state.count) == 3
+  assert np.all(np.isfinite(losses))
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path):
+  cfg = util.tiny_config(checkpoint_every=1, mesh=(1, 1, 1))
+  cfg.opt.lr = 1e38  # blows up on the second update
+  cfg.opt.init_lr_fraction = 0.0  # the first update has lr 0: step 1 is good
+  cfg.opt.warmup_steps = 3
+  cfg.log_every = 1
+  with pytest.raises(train.NonFiniteLossError, match=r"at step \d.*last good checkpoint is step"):
+    train.run(cfg, str(tmp_path), log=lambda _: None)
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  assert ckpt.all_steps()
+  mcfg, plan, mesh_shape = train.validate(cfg)
+  trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
+  state, _, _ = ckpt.restore(None, trainer.abstract, trainer.shardings)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state)))
+
+
+@pytest.mark.parametrize(
+  "overrides, field",
+  [
+    ({"mesh": (16, 1, 1)}, "mesh"),
+    ({"mesh": (8, 1, 1), "batch_size": 4}, "batch_size"),
+    ({"opt.schedule": "cosin"}, "opt.schedule"),
+    ({"opt.warmup_steps": 50}, "opt.warmup_steps"),
+    ({"unit": "tokens"}, "unit"),
+    ({"horizons": (100,)}, "horizons"),
+    ({"data.source": "tokens", "data.path": ""}, "path"),
+    ({"init_from": "/nonexistent"}, "init_from"),
+    ({"opt.averages": ("pema",)}, "opt.averages"),
+  ],
+)
+def test_bad_config_fails_before_any_write(tmp_path, overrides, field):
+  cfg = util.tiny_config(**overrides)
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    train.run(cfg, str(workdir), log=lambda _: None)
+  assert not workdir.exists()
+
+
+def test_unknown_preset_names_the_allowed_ones():
+  from configs import lm as lm_config
+
+  with pytest.raises(ValueError, match=r"model='2b'.*allowed"):
+    lm_config.get_config("model=2b")
+
+
+def test_mesh_batch_is_split_over_data_and_fsdp():
+  mesh = sharding_lib.make_mesh((2, 2, 2))
+  batch = {"inputs": np.arange(8 * 4, dtype=np.int32).reshape(8, 4)}
+  arr = sharding_lib.global_batch(batch, mesh)["inputs"]
+  assert arr.addressable_shards[0].data.shape == (2, 4)
+  np.testing.assert_array_equal(np.asarray(arr), batch["inputs"])
