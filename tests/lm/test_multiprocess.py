@@ -1,0 +1,80 @@
+"""Two processes on localhost (gloo CPU collectives) train exactly like one process."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from anytime.lm import metrics as metrics_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 6
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _command(workdir, extra=()):
+  return [
+    sys.executable,
+    "-m",
+    "anytime.lm",
+    f"--config=configs/lm.py:model=tiny,data=synthetic,unit=steps,horizon={STEPS}",
+    f"--workdir={workdir}",
+    "--config.log_every=1",
+    "--config.eval_points=2",
+    "--config.eval_batches=2",
+    "--config.opt.warmup_steps=2",
+    "--config.checkpoint_every=0",
+    "--config.peak_flops=1e9",
+    *extra,
+  ]
+
+
+def _env(devices):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["JAX_PLATFORMS"] = "cpu"
+  return env
+
+
+def _losses(workdir):
+  train = metrics_lib.read_jsonl(os.path.join(workdir, "train.jsonl"))
+  evals = [r for r in metrics_lib.read_jsonl(os.path.join(workdir, "eval.jsonl")) if "loss" in r]
+  return np.array([r["loss"] for r in train]), evals[-1]["loss"]
+
+
+def test_two_processes_match_one_process(tmp_path):
+  single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+  port = _free_port()
+  procs = [
+    subprocess.Popen(
+      _command(
+        multi, [f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
+      ),
+      cwd=ROOT,
+      env=_env(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  # Meanwhile, the same run in one process with the same 2-device mesh.
+  one = subprocess.run(_command(single), cwd=ROOT, env=_env(2), capture_output=True, text=True)
+  assert one.returncode == 0, one.stderr[-3000:]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  assert "2 process(es)" in outs[0][0] and "over 2 cpu device(s)" in outs[0][0]
+  losses_1, eval_1 = _losses(single)
+  losses_2, eval_2 = _losses(multi)
+  assert len(losses_1) == len(losses_2) == STEPS
+  np.testing.assert_allclose(losses_2, losses_1, rtol=0, atol=1e-5)
+  for name in eval_1:
+    assert abs(eval_1[name] - eval_2[name]) < 1e-5
