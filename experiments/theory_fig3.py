@@ -2,8 +2,10 @@
 
 d = 500k (compressed spectrum, error <= 1e-5 measured by experiments/theory_bench.py),
 50k steps, sigma^2 = 0.01, a in {1.1, 1.5, 1.9}, b in {a, 2a}; peak step = multiplier / tr H
-over a log grid; schedules constant, 1/sqrt(t) and t**-gamma* (offset 1), Polyak-averaged
-risk, best multiplier per curve (lowest averaged risk at the last step). Two extra settings
+over a log grid; schedules constant, 1/sqrt(t) and t**-gamma* (peak * (o / (t + o))**gamma,
+offset o in {1, 100, 1e4}), Polyak-averaged risk, best (multiplier, offset) per curve (lowest
+averaged risk at the last step). In the paper's settings gamma* is 0 (b = a) or 1/2 (b = 2a),
+so its t**-gamma* curve is the constant or the 1/sqrt(t) one. Two extra settings
 (b = 1.5a, where gamma* = 1/3, and b = 3a, where the paper's max(0, 1 - a/b) = 2/3 and the
 general gamma* = 1/2 differ) add the schedule t**-gamma_paper.
 
@@ -33,16 +35,19 @@ MULTIPLIERS = tuple(2.0**k for k in np.arange(-8.0, 3.01, 0.5))
 EXTRA_SETTINGS = ((1.5, 2.25), (1.5, 4.5))
 
 
-def schedules_for(a, b, peak):
+OFFSETS = (1.0, 100.0, 10000.0)
+
+
+def schedules_for(a, b, peak, offset=1.0):
   out = {
     "constant": anytime.constant(peak),
-    "inv_sqrt": anytime.inverse_sqrt(peak, offset=1.0),
+    "inv_sqrt": anytime.inverse_sqrt(peak, offset=offset),
   }
   g, gp = rates.optimal_decay(a, b), rates.paper_optimal_decay(a, b)
   if g not in (0.0, 0.5):
-    out["gamma_star"] = anytime.polynomial_decay(peak, g, offset=1.0)
+    out["gamma_star"] = anytime.polynomial_decay(peak, g, offset=offset)
   if gp not in (0.0, 0.5, g):
-    out["gamma_paper"] = anytime.polynomial_decay(peak, gp, offset=1.0)
+    out["gamma_paper"] = anytime.polynomial_decay(peak, gp, offset=offset)
   return out
 
 
@@ -50,7 +55,8 @@ def run_setting(a, b, steps, dim, mode):
   p = C.problem(a, b, dim=dim)
   peaks = recursion.peak_grid(p, MULTIPLIERS)
   names = list(schedules_for(a, b, 1.0))
-  scheds = [schedules_for(a, b, pk)[n] for n in names for pk in peaks]
+  grid = [(pk, off) for off in OFFSETS for pk in peaks]  # constant repeats (harmless)
+  scheds = [schedules_for(a, b, pk, off)[n] for n in names for pk, off in grid]
   rec = C.log_records(steps, 80)
   spec = recursion.spectrum_for(p, mode)
   c = recursion.run(
@@ -60,8 +66,8 @@ def run_setting(a, b, steps, dim, mode):
     record_steps=rec,
     spectrum=spec,
   )
-  avg = c.averaged.reshape(len(names), len(peaks), -1)
-  last = c.last.reshape(len(names), len(peaks), -1)
+  avg = c.averaged.reshape(len(names), len(grid), -1)
+  last = c.last.reshape(len(names), len(grid), -1)
   summary, curves = [], []
   lo = rec >= steps // 10
   for i, n in enumerate(names):
@@ -79,10 +85,11 @@ def run_setting(a, b, steps, dim, mode):
         source=b,
         schedule=n,
         gamma=gamma,
-        best_multiplier=MULTIPLIERS[j],
+        best_multiplier=MULTIPLIERS[j % len(peaks)],
+        offset=grid[j][1],
         final_avg_risk=float(avg[i, j, -1]),
         final_last_risk=float(last[i, j, -1]),
-        diverged_multipliers=int(np.sum(np.isinf(avg[i, :, -1]))),
+        diverged_runs=int(np.sum(np.isinf(avg[i, :, -1]))),
         slope_last_decade=float(slope),
         predicted_exponent=rates.averaged_exponent(a, b, gamma),
       )
@@ -145,13 +152,14 @@ def main(argv=None):
   C.write_csv(os.path.join(args.out, f"fig3_curves{tag}.csv"), curves)
   plot(curves, os.path.join(args.out, f"fig3{tag}.png"))
   print(
-    f"{'a':>4} {'b':>5} {'schedule':>11} {'gamma':>5} {'mult':>7} {'avg risk':>10} "
+    f"{'a':>4} {'b':>5} {'schedule':>11} {'gamma':>5} {'mult':>7} {'offset':>6} {'avg risk':>10} "
     f"{'last risk':>10} {'slope':>6} {'pred':>6}"
   )
   for r in summary:
     print(
       f"{r['capacity']:4.1f} {r['source']:5.2f} {r['schedule']:>11} {r['gamma']:5.2f} "
-      f"{r['best_multiplier']:7.4f} {r['final_avg_risk']:10.3e} {r['final_last_risk']:10.3e} "
+      f"{r['best_multiplier']:7.4f} {r['offset']:6.0f} {r['final_avg_risk']:10.3e} "
+      f"{r['final_last_risk']:10.3e} "
       f"{r['slope_last_decade']:6.3f} {r['predicted_exponent']:6.3f}"
     )
 

@@ -6,8 +6,9 @@ For horizons T in {1, 2, 4, ..., 32} x T0 and each (a, b):
   last iterate and the best Polyak-averaged iterate at T (one run per T and peak);
 * ONE anytime run per method, its peak chosen once from the same grid (the one whose worst
   ratio over all T is smallest; it does not depend on T), evaluated at every T:
-  t**-gamma* + Polyak averaging (gamma* of theory.rates) and constant + EMA-25
-  (proportional EMA, the paper's LM recipe);
+  t**-gamma* (gamma* of theory.rates, offset o: peak * (o / (t + o))**gamma*) with Polyak
+  averaging or with EMA-25 (proportional EMA), and constant + EMA-25 (the paper's LM
+  recipe); peak and offset are chosen once, jointly, from the grids;
 * ratio = anytime excess risk at T / best tuned cosine at T (min over peaks and over last
   and averaged iterate): < 1 means the anytime run wins.
 * Figure 1 analogue: the cosine run tuned for 32 T0, evaluated at intermediate T, against
@@ -40,16 +41,25 @@ MULTIPLIERS = tuple(2.0**k for k in np.arange(-8.0, 3.01, 0.5))
 HORIZON_FACTORS = (1, 2, 4, 8, 16, 32)
 
 
-def anytime_methods(a, b):
+OFFSETS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def anytime_methods(a, b, offsets=OFFSETS):
+  """name -> (schedule factory (peak, offset), averaging rule, offsets to try)."""
   g = rates.optimal_decay(a, b)
 
-  def decay(pk):
-    return anytime.polynomial_decay(pk, g, offset=1.0) if g > 0 else anytime.constant(pk)
+  def decay(pk, off):
+    return anytime.polynomial_decay(pk, g, offset=off) if g > 0 else anytime.constant(pk)
 
+  dec_offsets = tuple(offsets) if g > 0 else (1.0,)
   return {
-    f"t^-{g:.2f}+polyak": (decay, anytime.polyak()),
-    f"t^-{g:.2f}+ema25": (decay, anytime.proportional_ema(25.0)),
-    "constant+ema25": (anytime.constant, anytime.proportional_ema(25.0)),
+    f"t^-{g:.2f}+polyak": (decay, anytime.polyak(), dec_offsets),
+    f"t^-{g:.2f}+ema25": (decay, anytime.proportional_ema(25.0), dec_offsets),
+    "constant+ema25": (
+      lambda pk, off: anytime.constant(pk),
+      anytime.proportional_ema(25.0),
+      (1.0,),
+    ),
   }
 
 
@@ -94,17 +104,19 @@ def compare(problem, t0, *, multipliers=MULTIPLIERS, factors=HORIZON_FACTORS, sp
         risk=float(long_cos.last[j_long, k]),
       )
     )
-  for name, (make, rule) in anytime_methods(a, b).items():
+  for name, (make, rule, offsets) in anytime_methods(a, b).items():
+    grid = [(pk, off) for off in offsets for pk in peaks]
     c = recursion.run(
       problem,
-      recursion.lr_array([make(pk) for pk in peaks], t_max),
+      recursion.lr_array([make(pk, off) for pk, off in grid], t_max),
       averaging=rule,
       record_steps=dense,
       spectrum=spec,
     )
-    at = c.averaged[:, at_h]  # [peaks, horizons]
+    at = c.averaged[:, at_h]  # [grid, horizons]
     worst = np.max(at / tuned[None], axis=1)
-    j = recursion.best_index(worst)
+    j = recursion.best_index(worst)  # one (peak, offset) for every horizon
+    mult = multipliers[j % len(peaks)]
     for h, t in enumerate(horizons):
       rows.append(
         dict(
@@ -114,7 +126,8 @@ def compare(problem, t0, *, multipliers=MULTIPLIERS, factors=HORIZON_FACTORS, sp
           horizon_factor=int(factors[h]),
           horizon=int(t),
           method=name,
-          multiplier=multipliers[j],
+          multiplier=mult,
+          offset=grid[j][1],
           anytime_risk=float(at[j, h]),
           tuned_cosine_last=float(tuned_last[h]),
           tuned_cosine_avg=float(tuned_avg[h]),
@@ -189,7 +202,8 @@ def print_table(rows):
   for r in rows:
     print(
       f"{r['capacity']:4.1f} {r['source']:5.2f} {r['method']:>17} {r['horizon_factor']:4d} "
-      f"{r['multiplier']:7.4f} {r['anytime_risk']:10.3e} {r['tuned_cosine_last']:10.3e} "
+      f"{r['multiplier']:7.4f} {r['offset']:5.0f} {r['anytime_risk']:10.3e} "
+      f"{r['tuned_cosine_last']:10.3e} "
       f"{r['tuned_cosine_avg']:10.3e} {r['ratio']:6.3f} {r['long_cosine_ratio']:12.3f}"
     )
 
