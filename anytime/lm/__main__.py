@@ -19,11 +19,17 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the start-up report only")
 _COORDINATOR = flags.DEFINE_string("coordinator", "", "host:port of process 0 (multi-process)")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "processes in the run")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "this process's index")
+_DISTRIBUTED = flags.DEFINE_bool(
+  "distributed", False, "call jax.distributed.initialize() with cluster auto-detection (TPU, SLURM)"
+)
 
 
 def _initialize_distributed() -> None:
   import jax
 
+  if _DISTRIBUTED.value and _NUM_PROCESSES.value <= 1:
+    jax.distributed.initialize()
+    return
   if _NUM_PROCESSES.value <= 1:
     return
   if not _COORDINATOR.value:

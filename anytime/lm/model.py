@@ -235,11 +235,11 @@ def forward(graphdef: nnx.GraphDef, params: Any, tokens_BxL: jax.Array) -> jax.A
 def loss_fn(graphdef: nnx.GraphDef, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
   """Mean next-token cross-entropy (nats) of ``batch['targets']`` given ``batch['inputs']``."""
   logits_BxLxV = forward(graphdef, params, batch["inputs"])
-  losses_BxL = optax_xent(logits_BxLxV, batch["targets"])
+  losses_BxL = cross_entropy(logits_BxLxV, batch["targets"])
   return losses_BxL.mean()
 
 
-def optax_xent(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
   """Per-token cross-entropy in float32 (log-sum-exp minus the target logit)."""
   logits_BxLxV = logits_BxLxV.astype(jnp.float32)
   lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)

@@ -1,5 +1,7 @@
 """1 device vs 8 fake devices: same losses and parameters on every mesh shape."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -12,10 +14,14 @@ from tests.lm import util
 STEPS = 3
 
 
+@functools.cache
+def _train(mesh):
+  return util.train_steps(util.tiny_config(mesh=mesh), STEPS)
+
+
 @pytest.fixture(scope="module")
 def one_device():
-  cfg = util.tiny_config(mesh=(1, 1, 1))
-  losses, state, _ = util.train_steps(cfg, STEPS)
+  losses, state, _ = _train((1, 1, 1))
   return losses, jax.device_get(state)
 
 
@@ -23,7 +29,7 @@ def one_device():
 def test_same_loss_and_params_as_one_device(one_device, mesh):
   assert jax.device_count() == 8
   losses_1, state_1 = one_device
-  losses, state, trainer = util.train_steps(util.tiny_config(mesh=mesh), STEPS)
+  losses, state, trainer = _train(mesh)
   assert dict(trainer.mesh.shape) == dict(zip(sharding_lib.MESH_AXES, mesh, strict=True))
   assert all(t == AxisType.Auto for t in trainer.mesh.axis_types)
   assert losses_1[-1] < losses_1[0]  # it trains
@@ -34,7 +40,7 @@ def test_same_loss_and_params_as_one_device(one_device, mesh):
 
 
 def test_params_and_averages_are_sharded_alike():
-  _, state, _ = util.train_steps(util.tiny_config(mesh=(2, 2, 2)), 1)
+  _, state, _ = _train((2, 2, 2))
   up = state["params"]["blocks"][0]["mlp"]["up"]["kernel"]  # logical (embed, mlp)
   assert up.sharding.spec == PartitionSpec("fsdp", "tensor")
   assert up.addressable_shards[0].data.shape == (up.shape[0] // 2, up.shape[1] // 2)
