@@ -1,0 +1,110 @@
+r"""Multi-power law for loss curves across LR schedules (Luo et al. 2025, arXiv 2503.12811).
+
+With ``eta_0`` the LR at the end of warmup, ``eta_1..eta_t`` the post-warmup
+step sizes (in units of the largest fitted LR) and ``S_W`` the warmup area,
+
+    L(t)  = L0 + A * (S1(t) + S_W)**(-alpha) - LD(t),
+    S1(t) = sum_{tau=1}^{t} eta_tau,
+    LD(t) = B * sum_{k=1}^{t} (eta_{k-1} - eta_k) * G(eta_k**(-gamma) * S_k(t)),
+    S_k(t) = sum_{tau=k}^{t} eta_tau,          G(x) = 1 - (C x + 1)**(-beta).
+
+The first term is the constant-LR power law in the LR area; each decrease of
+the LR at step k adds a loss reduction that saturates (as a power law, hence
+"multi-power") in the area accumulated since, measured relative to the LR at
+which it was reached. Parameters: ``L0, A, alpha, B, C, beta, gamma``.
+
+Cost: O(records x decreasing steps) per evaluation. To keep fits fast the
+decreasing steps are merged into at most ``max_bins`` blocks (default 256) of
+consecutive updates that never straddle a measured step; a block acts at its
+``|drop|``-weighted mean update with its total drop. ``max_bins=None`` is
+exact; the binning error is measured in ``tests/laws/test_multipower.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from anytime.laws.base import ScheduleLaw
+from anytime.laws.curves import LossCurve
+
+__all__ = ["MultiPowerLaw"]
+
+# eta_k is clamped below at this (in units of lr_ref) so eta_k**-gamma stays finite.
+_ETA_FLOOR = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class _Features:
+  area: np.ndarray  # S1(t) + S_W at each record
+  drop: np.ndarray  # [K] eta_{k-1} - eta_k at the steps where it is nonzero
+  eta: np.ndarray  # [K] eta_k there
+  since: np.ndarray  # [R, K] S_k(t), 0 where k > t
+
+
+def _bin_drops(ks, drop, t, max_bins):
+  """Merges LR decreases at updates ``ks`` into blocks between measured steps ``t``."""
+  size = max(1, -(-ks.size // max_bins))
+  group = np.searchsorted(t, ks, side="left")
+  starts = np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1])
+  pos = np.arange(ks.size) - np.repeat(starts, np.diff(np.append(starts, ks.size)))
+  _, inv = np.unique(group * (ks.size + 1) + pos // size, return_inverse=True)
+  weight = np.abs(drop)
+  total = np.bincount(inv, weights=drop)
+  mean_k = np.bincount(inv, weights=weight * ks) / np.bincount(inv, weights=weight)
+  return np.rint(mean_k).astype(np.int64), total
+
+
+class MultiPowerLaw(ScheduleLaw):
+  """Luo et al. (2025): power law in the LR area minus a multi-power annealing term.
+
+  Args:
+    max_bins: merge LR decreases into at most this many blocks per curve (plus
+      one per measured step); None computes the exact sum.
+  """
+
+  label = "multipower"
+  names = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
+
+  def __init__(self, max_bins: int | None = 256):
+    if max_bins is not None and (
+      isinstance(max_bins, bool) or not isinstance(max_bins, int) or max_bins < 1
+    ):
+      raise ValueError(f"max_bins={max_bins!r} must be None or an int >= 1.")
+    self.max_bins = max_bins
+
+  def features(self, curve: LossCurve, lr_ref: float) -> _Features:
+    lrs = curve.lrs / lr_ref
+    w = curve.warmup_steps
+    cum = np.concatenate([[0.0], np.cumsum(lrs)])  # cum[k] = area of updates 1..k
+    t = curve.steps
+    area = cum[t]
+    # post-warmup updates are k = w+1..T with eta_{w} (end of warmup) as eta_0
+    prev = np.concatenate([[lrs[w]], lrs[w:-1]])
+    drop_all = prev - lrs[w:]
+    ks = np.flatnonzero(drop_all != 0.0) + w + 1  # update indices (1-based)
+    drop = drop_all[ks - w - 1]
+    if self.max_bins is not None and ks.size > self.max_bins:
+      ks, drop = _bin_drops(ks, drop, t, self.max_bins)
+    eta = np.maximum(lrs[ks - 1], _ETA_FLOOR)
+    since = cum[t][:, None] - cum[ks - 1][None, :]
+    since = np.where(ks[None, :] <= t[:, None], since, 0.0)
+    return _Features(area, drop, eta, since)
+
+  def predict_from(self, params, feats: _Features) -> np.ndarray:
+    l0, a, alpha, b, c, beta, gamma = params
+    out = l0 + a * feats.area ** (-alpha)
+    if feats.drop.size:
+      x = feats.since * feats.eta[None, :] ** (-gamma)
+      g = 1.0 - (c * x + 1.0) ** (-beta)
+      out = out - b * (g @ feats.drop)
+    return out
+
+  def start(self, curves, feats):
+    y = np.concatenate([c.loss for c in curves])
+    lo, hi = float(y.min()), float(y.max())
+    init = [0.5 * lo, hi, 0.5, 0.5 * hi, 1.0, 0.5, 0.5]
+    lower = [0.0, 1e-8 * hi, 1e-3, 0.0, 1e-4, 1e-2, 0.0]
+    upper = [hi, 1e4 * hi, 3.0, 1e3 * hi, 1e4, 20.0, 2.0]
+    return init, lower, upper
