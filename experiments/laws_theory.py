@@ -6,10 +6,10 @@ For each problem (capacity 1.5, source 1.5 and 3.0, dim 2000, noise 0.01; peak
 step 0.5 / tr(H)), the exact excess-risk curves of ``theory.risk_curve`` stand
 in for loss curves, in two forms: the population loss ``excess + sigma**2 / 2``
 (the analogue of an LM loss, whose irreducible part is the law's ``L0``) and
-the bare excess risk (harder: it spans orders of magnitude and has no floor). Each law (annealing, multi-power, forward-momentum) is fitted
+the bare excess risk (no floor). Each law (annealing, multi-power, forward-momentum) is fitted
 on the constant and cosine runs (steps >= T/20) and predicts the held-out runs:
-WSD with 10%/20% linear and 1-sqrt cooldowns, t**-gamma decays (gamma = 1/2 and
-the theory's optimal gamma*), and a cosine with twice the horizon stopped at T.
+WSD with 10%/20% linear and 1-sqrt cooldowns, t**-gamma decays (gamma = 1/2, 1
+and the theory's optimal gamma* when it is > 0), and a cosine with twice the horizon stopped at T.
 Writes ``theory_prediction.csv`` (relative error of the final value and mean
 relative error over the curve, per law and schedule), ``theory_choice.csv``
 (the WSD cooldown and cosine horizon each law picks without running them,
@@ -56,7 +56,9 @@ def schedules(peak: float, steps: int, gamma_star: float) -> dict:
       )
   off = steps / 40
   out["t^-0.5"] = anytime.polynomial_decay(peak, 0.5, offset=off)
-  out[f"t^-{gamma_star:.2f}(gamma*)"] = anytime.polynomial_decay(peak, gamma_star, offset=off)
+  out["t^-1"] = anytime.polynomial_decay(peak, 1.0, offset=off)
+  if gamma_star > 0.05:  # the theory's optimal anytime decay (0 = constant for b <= a)
+    out[f"t^-{gamma_star:.2f}(gamma*)"] = anytime.polynomial_decay(peak, gamma_star, offset=off)
   out["cosine_2T@T"] = anytime.cosine(peak, 2 * steps, final_value=fin)
   return out
 
@@ -101,7 +103,9 @@ def run(steps: int, out: str) -> tuple[list[dict], list[dict], dict]:
     gamma_star = float(theory.rates.optimal_decay(a, b))
     scheds = schedules(peak, steps, gamma_star)
     risks = floor + theory.risk_curve(prob, list(scheds.values()), steps=steps, record_steps=rec)
-    curves = {n: from_schedule(n, s, steps, rec, r) for (n, s), r in zip(scheds.items(), risks)}
+    curves = {
+      n: from_schedule(n, s, steps, rec, r) for (n, s), r in zip(scheds.items(), risks, strict=True)
+    }
     fit_curves = [
       from_schedule(n, scheds[n], steps, rec[fit_mask], curves[n].loss[fit_mask]) for n in FIT
     ]
