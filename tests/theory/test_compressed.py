@@ -67,3 +67,15 @@ def test_spectrum_validates_arguments():
     compressed.spectrum(p, head=0)
   with pytest.raises(ValueError, match="mode"):
     recursion.spectrum_for(p, "fast")
+
+
+@pytest.mark.slow
+def test_compressed_on_the_paper_workload():
+  # d = 500k, 50k steps (several minutes): the target of <= 1% at every recorded step.
+  p = theory.Problem(capacity=1.1, source=2.2, dim=500_000, noise_variance=0.01)
+  peak = 0.5 / p.trace()
+  lrs = recursion.lr_array([anytime.constant(peak), anytime.inverse_sqrt(peak, offset=1.0)], 50_000)
+  full = recursion.run(p, lrs, averaging=anytime.polyak(), mode="full")
+  comp = recursion.run(p, lrs, averaging=anytime.polyak(), mode="compressed")
+  assert np.max(np.abs(comp.last / full.last - 1)) < 1e-2
+  assert np.max(np.abs(comp.averaged / full.averaged - 1)) < 1e-2
