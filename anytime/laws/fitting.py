@@ -177,9 +177,8 @@ def fit_least_squares(
     raise ValueError(f"every start of the fit of {names} failed (non-finite residuals).")
   x = best.x
   r = safe(x)
-  span = upper - lower
-  at_bound = (x - lower <= 1e-6 * np.where(np.isfinite(span), span, 1.0)) | (
-    upper - x <= 1e-6 * np.where(np.isfinite(span), span, 1.0)
+  at_bound = (x - lower <= 1e-8 * (1.0 + np.abs(lower))) | (
+    upper - x <= 1e-8 * (1.0 + np.abs(upper))
   )
   jac = _jacobian(safe, x, lower, upper)
   free = ~at_bound

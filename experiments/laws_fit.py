@@ -1,0 +1,177 @@
+"""Fit a schedule law on some runs' logs and predict the others: fit vs data, CSV + PNG.
+
+    .venv/bin/python -m experiments.laws_fit --runs RUNS.jsonl --fit constant,cosine \\
+        [--law multipower] [--loss_key loss] [--lr_key lr] [--min_step 100] [--out results/laws]
+    .venv/bin/python -m experiments.laws_fit --lm_workdirs DIR1,DIR2,... --fit NAME1,NAME2 \\
+        [--loss_file eval.jsonl --loss_key loss]
+    .venv/bin/python -m experiments.laws_fit --demo        # synthetic logs, end to end
+
+Input (``--runs``): JSON Lines or CSV, one record per measurement with fields
+``run``, ``step`` (updates done), ``lr`` (the LR of that update) and ``loss``
+(names configurable), optional ``model_size``; see :mod:`anytime.laws.curves`.
+``--lm_workdirs``: LM trainer workdirs (run name = directory name); the LR is
+read from ``train.jsonl`` and the loss from ``--loss_file``.
+
+Output: ``<out>/fit_<law>.csv`` (per run: role, true and predicted final loss,
+relative error of the final value, mean relative error, and whether the
+predicted ranking of held-out final losses matches the truth) and
+``<out>/fit_<law>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+
+import numpy as np
+
+import anytime
+from anytime.laws import AnnealingLaw, ForwardMomentumLaw, MultiPowerLaw, from_schedule, read_runs
+from anytime.laws.curves import curve_from_records
+
+LAWS = {
+  "annealing": AnnealingLaw,
+  "multipower": MultiPowerLaw,
+  "forward_momentum": ForwardMomentumLaw,
+}
+
+
+def load_lm_workdirs(dirs, loss_file, loss_key):
+  from anytime.lm.metrics import read_jsonl
+
+  out = {}
+  for d in dirs:
+    name = os.path.basename(os.path.normpath(d))
+    train = read_jsonl(os.path.join(d, "train.jsonl"))
+    evals = read_jsonl(os.path.join(d, loss_file))
+    out[name] = curve_from_records(name, evals, loss_key=loss_key, lr_records=train)
+  return out
+
+
+def demo_runs(path: str) -> None:
+  """Writes synthetic logs from a multi-power law with 0.2% noise (a self-test)."""
+  law = MultiPowerLaw()
+  true = np.array([2.6, 1.2, 0.4, 0.4, 2.0, 0.6, 0.5])
+  t, peak, fin = 3000, 1e-3, 1e-4
+  scheds = {
+    "constant": anytime.constant(peak),
+    "cosine": anytime.cosine(peak, t, final_value=fin),
+    "wsd10_linear": anytime.wsd(peak, t, decay_steps=300, shape="linear", final_value=fin),
+    "wsd20_linear": anytime.wsd(peak, t, decay_steps=600, shape="linear", final_value=fin),
+    "wsd10_1-sqrt": anytime.wsd(peak, t, decay_steps=300, shape="sqrt", final_value=fin),
+    "wsd20_1-sqrt": anytime.wsd(peak, t, decay_steps=600, shape="sqrt", final_value=fin),
+  }
+  steps = np.unique(np.round(np.geomspace(20, t, 80)).astype(int))
+  rng = np.random.default_rng(0)
+  with open(path, "w") as f:
+    for name, s in scheds.items():
+      c = from_schedule(name, s, t, steps, np.ones(steps.size))
+      loss = law.predict_from(true, law.features(c, peak)) * (
+        1 + 2e-3 * rng.standard_normal(steps.size)
+      )
+      for k, lo in zip(steps, loss, strict=True):
+        f.write(f'{{"run": "{name}", "step": {k}, "lr": {float(c.lrs[k - 1])}, "loss": {lo}}}\n')
+  print(f"wrote {path}")
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--runs")
+  ap.add_argument("--lm_workdirs")
+  ap.add_argument("--loss_file", default="eval.jsonl")
+  ap.add_argument("--fit", default="constant,cosine")
+  ap.add_argument("--law", default="multipower", choices=sorted(LAWS))
+  ap.add_argument("--loss_key", default="loss")
+  ap.add_argument("--lr_key", default="lr")
+  ap.add_argument("--warmup_steps", type=int, default=0)
+  ap.add_argument("--min_step", type=int, default=1, help="fit only measurements at >= this step")
+  ap.add_argument("--out", default=os.path.join("results", "laws"))
+  ap.add_argument("--demo", action="store_true")
+  args = ap.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  if args.demo:
+    args.runs = os.path.join(args.out, "demo_runs.jsonl")
+    demo_runs(args.runs)
+  if args.lm_workdirs:
+    runs = load_lm_workdirs(args.lm_workdirs.split(","), args.loss_file, args.loss_key)
+  elif args.runs:
+    runs = read_runs(
+      args.runs, loss_key=args.loss_key, lr_key=args.lr_key, warmup_steps=args.warmup_steps
+    )
+  else:
+    ap.error("give --runs, --lm_workdirs or --demo")
+  fit_names = args.fit.split(",")
+  missing = [n for n in fit_names if n not in runs]
+  if missing:
+    raise ValueError(f"--fit runs {missing} not in the logs; runs are {sorted(runs)}.")
+
+  def cut(c):
+    m = c.steps >= args.min_step
+    return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
+
+  fitted = LAWS[args.law]().fit([cut(runs[n]) for n in fit_names])
+  print(f"{args.law} fitted on {fit_names}:")
+  for name, v, se in zip(
+    fitted.result.names, fitted.result.params, fitted.result.stderr, strict=True
+  ):
+    print(f"  {name:8s} = {v:.6g} +- {se:.2g}")
+  rows, held = [], []
+  for name, c in runs.items():
+    c = cut(c)
+    pred = fitted.predict(c)
+    rel = pred / c.loss - 1
+    role = "fit" if name in fit_names else "held-out"
+    if role == "held-out":
+      held.append((name, c.loss[-1], pred[-1]))
+    rows.append(
+      dict(
+        run=name,
+        role=role,
+        final_true=f"{c.loss[-1]:.6g}",
+        final_pred=f"{pred[-1]:.6g}",
+        final_rel_err=f"{rel[-1]:+.5f}",
+        mean_abs_rel_err=f"{np.mean(np.abs(rel)):.5f}",
+      )
+    )
+  if len(held) > 1:
+    true_rank = [n for n, _, _ in sorted(held, key=lambda x: x[1])]
+    pred_rank = [n for n, _, _ in sorted(held, key=lambda x: x[2])]
+    print(f"held-out ranking (best first): true {true_rank}, predicted {pred_rank}")
+    for r in rows:
+      r["ranking_matches"] = str(true_rank == pred_rank) if r["role"] == "held-out" else ""
+  path = os.path.join(args.out, f"fit_{args.law}.csv")
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+  for r in rows:
+    print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  print(f"wrote {path}")
+  plot(runs, fitted, fit_names, os.path.join(args.out, f"fit_{args.law}.png"), cut)
+
+
+def plot(runs, fitted, fit_names, path, cut):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 5))
+  for (name, c), color in zip(runs.items(), plt.cm.tab10.colors, strict=False):
+    c = cut(c)
+    ax.plot(c.steps, c.loss, color=color, lw=2, alpha=0.5, label=name)
+    ax.plot(c.steps, fitted.predict(c), color=color, lw=1, ls=":" if name in fit_names else "--")
+  ax.set_xscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss (thick: data; dotted: fit; dashed: prediction)")
+  ax.set_title(f"{fitted.law.label} fitted on {', '.join(fit_names)}")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
