@@ -1,0 +1,143 @@
+"""Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"mini"`` or ``"smoke"``.
+
+A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (DESIGN.md
+section 3). ``experiments/sweep.py`` expands it into runs of configs/lm.py and
+launches them; ``experiments/report.py`` turns their eval logs into the
+per-horizon table. Every run is ``python -m anytime.lm
+--config=configs/lm.py:<model, schedule, horizon, lr, b2, seed> --workdir=<root>/<name>``
+plus the ``--config.FIELD=VALUE`` overrides of ``lm_overrides`` and those the
+method needs (the horizons to evaluate, the WSD branch point, ...).
+
+Methods (each section has ``enabled``, the peak LR grid ``lrs`` and the AdamW
+``b2s``):
+
+  cosine         one run per horizon x lr x b2, cosine to 0.1x peak at that horizon
+  constant       one run to the longest horizon per lr x b2, keeping ``averages``
+  inverse_sqrt   one run to the longest horizon per offset x lr x b2, keeping ``averages``
+  wsd            branches of the constant runs at ``branch_fraction`` of each horizon,
+                 linear decay to 0.1x peak at the horizon (trainer's ``init_from``)
+  schedule_free  Schedule-Free AdamW (optax.contrib.schedule_free_adamw), one run to the
+                 longest horizon per lr x b2, evaluated at its eval params
+
+``noise`` repeats a few runs with other seeds so the report can state the
+seed-to-seed spread next to the deltas.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Proportional-EMA averages of the paper (anytime.averaging.proportional_ema(gamma)).
+PAPER_AVERAGES = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
+SWEEPS = ("150m", "300m", "mini", "smoke")
+
+
+def _method(lrs, b2s, enabled=True) -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.enabled = enabled  # False: the method is left out of the sweep
+  m.lrs = tuple(lrs)  # peak learning rates
+  m.b2s = tuple(b2s)  # AdamW beta2 values
+  return m
+
+
+def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDict:
+  s = ml_collections.ConfigDict()
+  s.name = name  # the sweep's name (its runs live in <root>/<run name>)
+  s.model = model  # configs/lm.py preset of every run
+  s.horizons = tuple(horizons)  # compared horizons, Chinchilla multiples; anytime runs go to max
+  s.seeds = (0,)  # seeds of every run (init and data order)
+  s.lm_overrides = ()  # "FIELD=VALUE" strings given to every run as --config.FIELD=VALUE
+  s.averages = PAPER_AVERAGES  # averages kept by the anytime runs (opt.averages)
+  s.main_average = "pema25"  # the paper's headline average (EMA-25), reported on its own
+
+  s.cosine = _method(lrs, b2s)
+  s.cosine.extra_lrs = ()  # more peak LRs tried only at short horizons
+  s.cosine.extra_lrs_max_horizon = 0.0  # ... at horizons <= this (Chinchilla multiples)
+
+  s.constant = _method(lrs, b2s)
+
+  s.inverse_sqrt = _method(lrs, b2s)
+  s.inverse_sqrt.offsets = (12_800.0, 25_600.0, 51_200.0)  # steps; the paper's best is 51.2k
+
+  s.wsd = _method(lrs, b2s)  # lrs x b2s: which constant runs to branch (subset of constant's)
+  s.wsd.branch_fraction = 0.9  # branch at this fraction of each horizon, decay over the rest
+  s.wsd.shape = "linear"  # decay shape: linear | sqrt | cosine (to 0.1x peak)
+
+  s.schedule_free = _method(lrs, b2s)
+  s.schedule_free.b1 = 0.9  # Schedule-Free interpolation (optax.contrib's b1)
+
+  s.noise = ml_collections.ConfigDict()
+  s.noise.seeds = ()  # extra seeds for the runs below (empty: no seed repeats)
+  s.noise.horizons = ()  # cosine horizons repeated (anytime runs always span every horizon)
+  s.noise.methods = ("cosine", "constant")  # which methods are repeated
+  s.noise.lr = lrs[0]  # the repeated runs' peak LR ...
+  s.noise.b2 = b2s[0]  # ... and beta2 (inverse_sqrt: its largest offset)
+  return s
+
+
+def _paper(model: str) -> ml_collections.ConfigDict:
+  horizons = (1, 2, 4, 8, 16, 32) if model == "150m" else (1, 2, 4, 8, 16)
+  s = _base(model, model, horizons, lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.98, 0.99))
+  s.cosine.extra_lrs = (1e-2,)  # DESIGN.md section 3: +1e-2 for cosine at 1-8x
+  s.cosine.extra_lrs_max_horizon = 8.0
+  # The data: pre-tokenized C4 with the T5 tokenizer (set data.path on the command line).
+  return s
+
+
+def _mini() -> ml_collections.ConfigDict:
+  """The CPU miniature (docs/sweeps.md): about 3-4 h of the 2-core machine at 2 jobs."""
+  s = _base("mini", "nano", (1, 2, 4, 8, 16), lrs=(1e-3, 3e-3), b2s=(0.95,))
+  s.lm_overrides = (
+    "model.d_model=64",  # d 64, 2 layers, 2 heads, MLP 256: 98k non-embedding params
+    "model.num_heads=2",
+    "model.mlp_dim=256",
+    "batch_size=32",  # 32 x 128 = 4,096 tokens per step
+    "steps_per_chinchilla=500",  # 1x = 2.05M tokens = 20.8 tokens per non-embedding param
+    "opt.warmup_steps=100",  # 20% of 1x (the paper: 5000 of 12,500 steps = 40%)
+    "eval_batches=16",  # 16 x 32 x 128 = 65k validation tokens per evaluation
+    "checkpoint_every=1000",
+    "data.extra_text_dirs=('<stdlib>/test',)",  # stdlib + its tests: 8.4M train tokens
+  )
+  s.cosine.extra_lrs = (1e-2,)  # the short horizons like larger peaks
+  s.cosine.extra_lrs_max_horizon = 4.0
+  s.inverse_sqrt.offsets = (500.0,)  # 1x Chinchilla, as the paper's 51.2k ~ 4x its 12.5k
+  s.wsd.lrs = (1e-3, 3e-3)
+  s.noise.seeds = (1,)
+  s.noise.horizons = (1, 8)
+  s.noise.lr = 3e-3
+  return s
+
+
+def _smoke() -> ml_collections.ConfigDict:
+  """Seconds per run: proves launcher -> trainer -> report end to end (synthetic data)."""
+  s = _base("smoke", "tiny", (1, 2), lrs=(3e-3,), b2s=(0.95,))
+  s.lm_overrides = (
+    "data.source=synthetic",
+    "steps_per_chinchilla=20",
+    "opt.warmup_steps=2",
+    "eval_points=4",
+    "eval_batches=2",
+    "log_every=10",
+    "checkpoint_every=0",
+    "async_checkpoints=False",
+  )
+  s.averages = ("pema6.25", "pema25")
+  s.main_average = "pema25"
+  s.cosine.lrs = (3e-3, 1e-2)
+  s.inverse_sqrt.offsets = (20.0,)
+  s.noise.seeds = (1,)
+  s.noise.horizons = (1,)
+  s.noise.methods = ("cosine",)
+  return s
+
+
+def get_config(arg: str = "150m") -> ml_collections.ConfigDict:
+  """The sweep named ``arg`` (one of SWEEPS)."""
+  arg = (arg or "150m").strip()
+  if arg in ("150m", "300m"):
+    return _paper(arg)
+  if arg == "mini":
+    return _mini()
+  if arg == "smoke":
+    return _smoke()
+  raise ValueError(f"sweep {arg!r} is unknown; allowed: {SWEEPS}.")
