@@ -55,10 +55,9 @@ class MonteCarlo:
     return self.last_stderr if self.avg_stderr is None else self.avg_stderr
 
 
-@partial(jax.jit, static_argnames=("batch", "rademacher", "track_avg"))
-def _simulate(keys, lam, wstar, lrs, rho, rec_flag, sigma, *, batch, rademacher, track_avg):
+@partial(jax.jit, static_argnames=("batch", "rademacher", "track_avg", "n_rec"))
+def _simulate(keys, lam, wstar, lrs, rho, rec_flag, sigma, *, batch, rademacher, track_avg, n_rec):
   n, d = keys.shape[0], lam.shape[0]
-  n_rec = rec_flag.shape[0]
   sqrt_lam = jnp.sqrt(lam)
   e0 = jnp.broadcast_to(-wstar, (n, d))
 
@@ -164,6 +163,7 @@ def simulate_sgd(
       batch=problem.batch_size,
       rademacher=problem.kurtosis == 1.0,
       track_avg=rho is not None,
+      n_rec=int(rec.size),
     )
     o_last = np.asarray(o_last)[:, : rec.size]
     o_avg = np.asarray(o_avg)[:, : rec.size]

@@ -150,10 +150,9 @@ def spectrum_for(problem: Problem, mode: str = "auto", **compress_kw) -> compres
   return compressed.spectrum(problem, **compress_kw)
 
 
-@partial(jax.jit, static_argnames=("track_avg",))
-def _scan(lam, weight, m0, lrs_t, rho, rec_flag, coef, inv_b, sigma2, *, track_avg):
-  """lrs_t: [T, R]; rho: [T]; rec_flag: [T] int (1 where step t+1 is recorded)."""
-  n_rec = rec_flag.shape[0]  # upper bound on records; trimmed outside
+@partial(jax.jit, static_argnames=("track_avg", "n_rec"))
+def _scan(lam, weight, m0, lrs_t, rho, rec_flag, coef, inv_b, sigma2, *, track_avg, n_rec):
+  """lrs_t: [T, R]; rho: [T]; rec_flag: [T] int (1 where step t+1 is recorded, n_rec of them)."""
   runs = lrs_t.shape[1]
   wl = weight * lam
   m = jnp.broadcast_to(m0, (runs, m0.shape[0]))
@@ -246,6 +245,7 @@ def run(
       1.0 / problem.batch_size,
       problem.noise_variance,
       track_avg=rho is not None,
+      n_rec=max(n_in, 1),
     )
     out_last = np.asarray(out_last)[:, :n_in]
     out_avg = np.asarray(out_avg)[:, :n_in] if rho is not None else None
