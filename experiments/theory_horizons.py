@@ -164,8 +164,9 @@ def plot_ratios(rows, path):
     ax.set(
       xlabel="horizon / T0",
       ylabel="anytime risk / tuned cosine risk",
-      title=f"one anytime run ({m}) vs cosine tuned per horizon",
+      title=f"one run of {m}\nvs cosine tuned per horizon",
     )
+    ax.title.set_fontsize(10)
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
