@@ -129,6 +129,25 @@ class FittedLaw:
     """Predicted loss at ``curve.steps`` from ``curve.lrs`` (its ``loss`` is not used)."""
     return self.law.predict_from(self.result.params, self.law.features(curve, self.lr_ref))
 
+  def predict_interval(self, curve: LossCurve, *, z: float = 1.0):
+    """(prediction, low, high) at ``curve.steps``: a ``z``-sigma band from the parameter
+    covariance (delta method, central differences). Parameters at a bound carry no
+    variance, so the band is too narrow when some are (see ``result.at_bound``)."""
+    if not z > 0:
+      raise ValueError(f"z={z!r} must be > 0.")
+    feats = self.law.features(curve, self.lr_ref)
+    p = self.result.params
+    mid = self.law.predict_from(p, feats)
+    grad = np.zeros((mid.size, p.size))
+    for j in np.flatnonzero(~self.result.at_bound):
+      h = 1e-6 * max(abs(p[j]), 1e-6)
+      up, dn = p.copy(), p.copy()
+      up[j] += h
+      dn[j] -= h
+      grad[:, j] = (self.law.predict_from(up, feats) - self.law.predict_from(dn, feats)) / (2 * h)
+    sd = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", grad, self.result.cov, grad), 0.0, None))
+    return mid, mid - z * sd, mid + z * sd
+
   def predict_schedule(
     self,
     schedule: Callable,

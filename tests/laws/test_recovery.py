@@ -7,11 +7,19 @@ are the Jacobian covariance of :mod:`anytime.laws.fitting`; every parameter
 must be within 3 sigma of the truth, and the sigmas must be finite and > 0.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import anytime
-from anytime.laws import AnnealingLaw, ForwardMomentumLaw, MultiPowerLaw, from_schedule
+from anytime.laws import (
+  AnnealingLaw,
+  ForwardMomentumLaw,
+  MultiPowerLaw,
+  bootstrap,
+  from_schedule,
+)
 
 T = 2000
 PEAK = 1e-3
@@ -99,3 +107,35 @@ def test_jacobian_errors_are_calibrated_over_seeds():
     zs.append((fitted.result.params - true) / fitted.result.stderr)
   frac = float(np.mean(np.abs(np.array(zs)) < 1.0))
   assert 0.45 < frac < 0.9, frac
+
+
+def test_prediction_band_covers_held_out_truth_and_bootstrap_agrees_with_jacobian():
+  true = [2.5, 1.5, 0.35, 2e-4, 0.995]
+  law = AnnealingLaw()
+  curves = synthetic(law, true, 21)
+  fitted = law.fit(curves, seed=0)
+  held = from_schedule(
+    "held",
+    anytime.wsd(PEAK, T, decay_steps=T // 10, shape="sqrt", final_value=0.1 * PEAK),
+    T,
+    STEPS,
+    np.ones(STEPS.size),
+  )
+  truth = law.predict_from(np.asarray(true), law.features(held, PEAK))
+  mid, low, high = fitted.predict_interval(held, z=3.0)
+  assert np.all((low < truth) & (truth < high))
+  assert np.max((high - low) / mid) < 0.02  # and the band is informative (< 2% wide)
+
+  # residual bootstrap of the same fit: its standard errors match the Jacobian's within 2x
+  y = np.concatenate([c.loss for c in curves])
+  pred = np.concatenate([fitted.predict(c) for c in curves])
+
+  def refit(sample):
+    parts = np.split(sample, np.cumsum([c.loss.size for c in curves])[:-1])
+    again = [dataclasses.replace(c, loss=part) for c, part in zip(curves, parts, strict=True)]
+    return law.fit(again, n_restarts=0).result.params
+
+  rel_resid = y / pred - 1  # relative noise, resampled multiplicatively
+  boot = bootstrap(lambda r: refit(pred * (1 + r)), np.zeros_like(y), rel_resid, n_boot=16)
+  ratio = boot.std(axis=0, ddof=1) / fitted.result.stderr
+  assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
