@@ -72,9 +72,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   run = RUN_PRESETS[name]
   cfg = ml_collections.ConfigDict()
   cfg.seed = int(args.get("seed", 0))  # init and data-order seed
-  cfg.batch_size = int(
-    args.get("batch", run["batch_size"])
-  )  # sequences per optimizer step (global)
+  # Sequences per optimizer step, over all devices and processes.
+  cfg.batch_size = int(args.get("batch", run["batch_size"]))
   cfg.grad_accum = 1  # micro-batches per optimizer step (optax.MultiSteps); divides batch_size
 
   cfg.model = ml_collections.ConfigDict()
@@ -82,14 +81,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.vocab_size = PRESETS[name]["vocab_size"]  # 0: from the data (tokenizer size)
   cfg.model.d_model = PRESETS[name]["d_model"]  # residual width D
   cfg.model.num_layers = PRESETS[name]["num_layers"]  # transformer blocks
-  cfg.model.num_heads = PRESETS[name][
-    "num_heads"
-  ]  # attention heads (d_model / heads even, for RoPE)
+  # Attention heads (d_model / num_heads must be even, for RoPE).
+  cfg.model.num_heads = PRESETS[name]["num_heads"]
   cfg.model.mlp_dim = PRESETS[name]["mlp_dim"]  # MLP hidden width F
   cfg.model.seq_len = PRESETS[name]["seq_len"]  # tokens per training sequence L
-  cfg.model.dtype = args.get(
-    "dtype", run["dtype"]
-  )  # compute dtype: bfloat16 | float32 (params fp32)
+  # Compute dtype: bfloat16 | float32 (parameters are always float32).
+  cfg.model.dtype = args.get("dtype", run["dtype"])
   cfg.model.rope_base = 10_000.0  # RoPE base frequency
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
 

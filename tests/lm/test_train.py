@@ -49,6 +49,8 @@ def test_loss_decreases_and_eval_log_is_self_describing(constant_run):
     assert r["tokens"] == r["step"] * 128
   # The averages lag the raw iterate early in training (they are not copies of it).
   assert evals[-1]["loss"]["polyak"] > evals[-1]["loss"]["raw"]
+  events = os.listdir(os.path.join(workdir, "tensorboard"))
+  assert any(name.startswith("events.out.tfevents") for name in events)
   # Horizon checkpoints kept; the end is checkpointed too.
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   assert {6, 9, 12} <= set(ckpt.all_steps())
@@ -157,3 +159,30 @@ def test_mesh_batch_is_split_over_data_and_fsdp():
   arr = sharding_lib.global_batch(batch, mesh)["inputs"]
   assert arr.addressable_shards[0].data.shape == (2, 4)
   np.testing.assert_array_equal(np.asarray(arr), batch["inputs"])
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path):
+  lines = []
+  out = train.run(
+    util.tiny_config(mesh=(2, 2, 1)), str(tmp_path / "run"), dry_run=True, log=lines.append
+  )
+  report = "\n".join(lines)
+  for text in ("non-embedding", "FLOPs/token", "'data': 2, 'fsdp': 2", "per-device memory", "MFU"):
+    assert text in report
+  assert (
+    out["counts"]["non_embedding"]
+    == model_lib.param_counts(train.model_config(util.tiny_config()))["non_embedding"]
+  )
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_dry_run_150m_without_data_or_allocation(tmp_path):
+  from configs import lm as lm_config
+
+  lines = []
+  cfg = lm_config.get_config("model=150m,horizon=32")
+  out = train.run(cfg, str(tmp_path / "run"), dry_run=True, log=lines.append)
+  assert out["plan"].steps_per_chinchilla == 12_500 and out["plan"].total_steps == 400_000
+  assert "151.0M" in "\n".join(lines) and "data.path" in "\n".join(lines)
+  assert not (tmp_path / "run").exists()
