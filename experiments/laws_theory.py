@@ -34,7 +34,7 @@ DIM = 2000
 NOISE = 0.01
 PEAK_MULT = 0.5
 FINAL = 0.1  # cosine and WSD anneal to 0.1 x peak, as in the paper
-FIT = ("constant", "cosine")
+FIT = ("constant", "cosine")  # the default fit set; --fit changes it
 LAWS = {
   "annealing": AnnealingLaw,
   "multipower": MultiPowerLaw,
@@ -92,7 +92,7 @@ def rel_errors(pred: np.ndarray, true: np.ndarray, mask: np.ndarray) -> tuple[fl
 TARGETS = ("population", "excess")
 
 
-def run(steps: int, out: str) -> tuple[list[dict], list[dict], dict]:
+def run(steps: int, out: str, fit=FIT, tag="") -> tuple[list[dict], list[dict], dict]:
   rec = record_steps(steps)
   fit_mask = rec >= steps // 20
   pred_rows, choice_rows, plots = [], [], {}
@@ -102,12 +102,15 @@ def run(steps: int, out: str) -> tuple[list[dict], list[dict], dict]:
     peak = PEAK_MULT / prob.trace()
     gamma_star = float(theory.rates.optimal_decay(a, b))
     scheds = schedules(peak, steps, gamma_star)
+    unknown = [n for n in fit if n not in scheds]
+    if unknown:
+      raise ValueError(f"fit schedules {unknown} unknown; choose from {sorted(scheds)}.")
     risks = floor + theory.risk_curve(prob, list(scheds.values()), steps=steps, record_steps=rec)
     curves = {
       n: from_schedule(n, s, steps, rec, r) for (n, s), r in zip(scheds.items(), risks, strict=True)
     }
     fit_curves = [
-      from_schedule(n, scheds[n], steps, rec[fit_mask], curves[n].loss[fit_mask]) for n in FIT
+      from_schedule(n, scheds[n], steps, rec[fit_mask], curves[n].loss[fit_mask]) for n in fit
     ]
     cands = candidates(peak, steps)
     cand_true = theory.risk_curve(prob, list(cands.values()), steps=steps, record_steps=[steps])
@@ -126,7 +129,7 @@ def run(steps: int, out: str) -> tuple[list[dict], list[dict], dict]:
             "problem": pname,
             "law": lname,
             "schedule": sname,
-            "role": "fit" if sname in FIT else "held-out",
+            "role": "fit" if sname in fit else "held-out",
             "final_true": f"{curve.loss[-1]:.6g}",
             "final_pred": f"{pred[-1]:.6g}",
             "final_rel_err": f"{fin:+.4f}",
@@ -155,8 +158,8 @@ def run(steps: int, out: str) -> tuple[list[dict], list[dict], dict]:
           }
         )
   os.makedirs(out, exist_ok=True)
-  _write(os.path.join(out, "theory_prediction.csv"), pred_rows)
-  _write(os.path.join(out, "theory_choice.csv"), choice_rows)
+  _write(os.path.join(out, f"theory_prediction{tag}.csv"), pred_rows)
+  _write(os.path.join(out, f"theory_choice{tag}.csv"), choice_rows)
   return pred_rows, choice_rows, plots
 
 
@@ -168,7 +171,7 @@ def _write(path: str, rows: list[dict]) -> None:
   print(f"wrote {path}")
 
 
-def plot(plots: dict, path: str) -> None:
+def plot(plots: dict, path: str, fit=FIT) -> None:
   import matplotlib
 
   matplotlib.use("Agg")
@@ -184,10 +187,10 @@ def plot(plots: dict, path: str) -> None:
       for n, color in zip(names, plt.cm.tab10.colors, strict=False):
         steps, true, pred = plots[(p, law, n)]
         ax.plot(steps, true, color=color, lw=2, alpha=0.5, label=n)
-        ax.plot(steps, pred, color=color, lw=1, ls="--" if n not in FIT else ":")
+        ax.plot(steps, pred, color=color, lw=1, ls="--" if n not in fit else ":")
       ax.set_xscale("log")
       ax.set_yscale("log")
-      ax.set_title(f"{p}: {law} (fit: {', '.join(FIT)})", fontsize=9)
+      ax.set_title(f"{p}: {law} (fit: {', '.join(fit)})", fontsize=9)
       ax.set_xlabel("step")
       if j == 0:
         ax.set_ylabel("population loss (thick: exact, dashed: law)")
@@ -230,11 +233,16 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=4000)
   parser.add_argument("--out", default=os.path.join("results", "laws"))
+  parser.add_argument(
+    "--fit", default=",".join(FIT), help="schedules to fit on (names as in the table)"
+  )
   args = parser.parse_args()
-  pred_rows, choice_rows, plots = run(args.steps, args.out)
-  plot(plots, os.path.join(args.out, "theory_fit.png"))
+  fit = tuple(args.fit.split(","))
+  tag = "" if fit == FIT else "_fit-" + "+".join(fit)
+  pred_rows, choice_rows, plots = run(args.steps, args.out, fit, tag)
+  plot(plots, os.path.join(args.out, f"theory_fit{tag}.png"), fit)
   table = markdown(pred_rows, choice_rows)
-  with open(os.path.join(args.out, "theory_table.md"), "w") as f:
+  with open(os.path.join(args.out, f"theory_table{tag}.md"), "w") as f:
     f.write(table + "\n")
   print(table)
 

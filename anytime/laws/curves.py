@@ -150,8 +150,11 @@ def curve_from_records(
   lr_pts.sort()
   lr_steps = np.array([s for s, _ in lr_pts], dtype=np.float64)
   lr_vals = np.array([v for _, v in lr_pts])
-  if np.any(lr_vals <= 0) and not np.all(np.isfinite(lr_vals)):
-    raise ValueError(f"run {name!r}: LR values must be finite; got {lr_vals[:3].tolist()}.")
+  if not np.all(np.isfinite(lr_vals)):
+    i = int(np.flatnonzero(~np.isfinite(lr_vals))[0])
+    raise ValueError(
+      f"run {name!r}: {lr_key}={lr_vals[i]} at step {int(lr_steps[i])} must be finite."
+    )
   if np.any(lr_vals < 0):
     i = int(np.flatnonzero(lr_vals < 0)[0])
     raise ValueError(f"run {name!r}: {lr_key}={lr_vals[i]} at step {int(lr_steps[i])} is < 0.")
