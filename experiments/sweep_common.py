@@ -289,7 +289,8 @@ def _run(s, method, horizon, lr, b2, seed, *, offset=None, extra=(), parent=None
   start = 0
   if branch is not None:
     start = round(branch * plan.steps_per_chinchilla)
-    decay = max(1, round((1 - s.wsd.branch_fraction) * plan.total_steps))
+    # The decay length exactly as anytime.optim.make_schedule computes it from the override.
+    decay = max(1, round(float(dict(overrides)["opt.wsd_decay_fraction"]) * plan.total_steps))
     if start != plan.total_steps - decay or start < 1:
       _fail(
         "wsd.branch_fraction",

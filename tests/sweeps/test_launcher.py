@@ -1,0 +1,153 @@
+"""The launcher's run / skip / resume / dependency logic, with a fake trainer (no JAX)."""
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from experiments import sweep
+from experiments import sweep_common as sc
+
+FAKE = "tests.sweeps.fake_trainer"
+CONSTANT = "constant_h2_lr0.003_b0.95_s0"
+WSD1, WSD2 = "wsd_h1_lr0.003_b0.95_s0", "wsd_h2_lr0.003_b0.95_s0"
+SF = "schedule_free_h2_lr0.003_b0.95_s0"
+
+
+@pytest.fixture(scope="module")
+def runs():
+  return sc.expand(sc.load_sweep("smoke"))
+
+
+def _launch(runs, root, crash=""):
+  env = {**os.environ, "FAKE_CRASH": crash}
+  lines = []
+  outcome = sweep.run_local(
+    runs, root, jobs=2, python=sys.executable, module=FAKE, env=env, poll=0.02, log=lines.append
+  )
+  return outcome, lines
+
+
+def test_runs_all_then_skips_finished_runs(runs, tmp_path):
+  root = str(tmp_path)
+  outcome, lines = _launch(runs, root)
+  supported = sorted(r.name for r in runs if r.supported)
+  assert sorted(outcome["done"]) == supported and outcome["unsupported"] == [SF]
+  assert not outcome["failed"] and not os.path.exists(os.path.join(root, SF))
+  starts = [line.split()[1] for line in lines if line.startswith("start")]
+  assert starts.index(CONSTANT) < min(starts.index(WSD1), starts.index(WSD2))
+  for r in runs:
+    if r.supported:
+      assert sc.run_state(root, r) == "done"
+      assert not os.path.exists(os.path.join(root, r.name, sc.LOCK))
+  assert sweep.progress(root, runs, jobs=1, peak=1e12, mfu=0.5).startswith(
+    "progress: 9 done, 0 running, 0 left (0 partial), 1 not runnable; 100.0% of the FLOPs done"
+  )
+  again, lines = _launch(runs, root)
+  assert sorted(again["skipped"]) == supported and not again["done"]
+  assert not [line for line in lines if line.startswith("start")]
+
+
+def test_interrupted_run_resumes_and_its_branches_wait(runs, tmp_path):
+  root = str(tmp_path)
+  # The constant run dies after step 20 (of 40): the 1x branch (from step 18) can run, the 2x
+  # branch (from step 36) cannot.
+  outcome, lines = _launch(runs, root, crash=f"{CONSTANT}:20")
+  assert sorted(outcome["failed"]) == [CONSTANT, WSD2]
+  assert WSD1 in outcome["done"]
+  assert any(f"{WSD2}: {CONSTANT} has no checkpoint at step 36" in x for x in lines)
+  by = {r.name: r for r in runs}
+  assert sc.run_state(root, by[CONSTANT]) == "partial"
+  assert sc.progress_step(root, by[CONSTANT]) == 20
+  assert sc.run_state(root, by[WSD2]) == "todo"
+  total = sum(r.train_flops for r in runs if r.supported)
+  left = (20 + 4) * 128 * runs[0].flops_per_token  # constant's last 20 steps + the 2x branch
+  summary = sweep.progress(root, runs, jobs=1, peak=1e12, mfu=0.5)
+  assert summary.startswith(
+    f"progress: 7 done, 0 running, 2 left (1 partial), 1 not runnable; "
+    f"{1 - left / total:.1%} of the FLOPs done"
+  )
+  outcome, _ = _launch(runs, root)
+  assert sorted(outcome["done"]) == [CONSTANT, WSD2] and not outcome["failed"]
+  with open(os.path.join(root, CONSTANT, "resumes.txt")) as f:
+    assert f.read().split() == ["20"]  # the trainer resumed from its workdir, same command
+
+
+def test_running_is_detected_from_a_live_lock(runs, tmp_path):
+  run = next(r for r in runs if r.name == CONSTANT)
+  path = tmp_path / run.name
+  path.mkdir()
+  (path / sc.LOCK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+  assert sc.run_state(str(tmp_path), run) == "running"
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  (path / sc.LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+  assert sc.run_state(str(tmp_path), run) == "todo"
+
+
+def test_parent_ready_needs_the_branch_checkpoint(runs, tmp_path):
+  wsd = next(r for r in runs if r.name == WSD2)
+  assert not sc.parent_ready(str(tmp_path), wsd)
+  os.makedirs(tmp_path / CONSTANT / "checkpoints" / "20")
+  assert not sc.parent_ready(str(tmp_path), wsd)
+  os.makedirs(tmp_path / CONSTANT / "checkpoints" / "36")
+  assert sc.parent_ready(str(tmp_path), wsd)
+
+
+def test_print_mode_phases_and_skips(runs, tmp_path):
+  root = str(tmp_path)
+  text = sweep.print_commands(runs, root, "py")
+  lines = text.splitlines()
+  assert lines[0] == f"# not runnable by the trainer yet (schedule_free): {SF}"
+  phase2 = lines.index("# phase 2, after the constant runs have passed their branch steps:")
+  assert len(lines) == 1 + 7 + 1 + 2 and phase2 == 8
+  argv = shlex.split(lines[-1])
+  assert argv[:3] == ["cd", sc.REPO, "&&"] and argv[3:6] == ["py", "-m", "anytime.lm"]
+  assert f"--config.init_from={root}/{CONSTANT}" in argv
+  assert "--config.opt.averages=('pema6.25', 'pema25')" in argv  # one argument after quoting
+  # A finished run is left out.
+  done = next(r for r in runs if r.name == "cosine_h1_lr0.01_b0.95_s0")
+  os.makedirs(tmp_path / done.name)
+  (tmp_path / done.name / "eval.jsonl").write_text(
+    json.dumps({"kind": "header", "total_steps": 20, "steps_per_chinchilla": 20})
+    + "\n"
+    + json.dumps({"kind": "eval", "step": 20, "tokens": 2560, "loss": {"raw": 3.0}})
+    + "\n"
+  )
+  assert done.name not in sweep.print_commands(runs, root, "py")
+  files = sweep.write_array_files(runs, root, "py", str(tmp_path / "jobs.txt"))
+  assert files == [f"{tmp_path}/jobs.txt: 6 tasks", f"{tmp_path}/jobs.txt.wsd: 2 tasks"]
+  assert len((tmp_path / "jobs.txt").read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--jobs=0"], r"--jobs=0 is invalid: expected an integer >= 1"),
+    (["--mfu=1.5"], r"--mfu=1.5 is invalid: expected a fraction in \(0, 1\]"),
+    (["--peak_tflops=0"], r"--peak_tflops=0.0 is invalid"),
+    (["--only=nomatch"], r"--only='nomatch' matches none of the sweep's run names"),
+    (["--only=(("], r"--only='\(\(' is invalid: not a regular expression"),
+  ],
+)
+def test_bad_launcher_input_fails_before_writing(argv, message, tmp_path):
+  root = tmp_path / "root"
+  with pytest.raises(ValueError, match=message):
+    sweep.main(["--sweep=smoke", f"--root={root}", *argv])
+  assert not root.exists()
+
+
+def test_dry_listing_of_the_smoke_sweep_by_hand(runs, capsys):
+  sweep.main(["--sweep=smoke", "--dry", "--summary_only", "--mfu=0.5", "--peak_tflops=1"])
+  out = capsys.readouterr().out
+  f = runs[0].flops_per_token
+  # cosine: (1 + 1 + 1) runs of 20 steps + 2 of 40 = 140 steps x 128 tokens
+  assert f"{'cosine':<14} {5:>5} {'17.9k':>10} {140 * 128 * f:>12.3e}" in out
+  assert f"{'wsd':<14} {2:>5} {'768':>10} {6 * 128 * f:>12.3e}" in out
+  total = (140 + 40 + 40 + 6 + 40) * 128 * f
+  assert f"{'total':<14} {10:>5} {'34k':>10} {total:>12.3e}" in out
+  assert "(50% MFU x 1 TFLOP/s peak)" in out
