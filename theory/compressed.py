@@ -18,9 +18,8 @@ to match the two sums the recursion injects into the risk exactly,
     n_g lam_g = sum_{i in bin} lam_i,      n_g lam_g**2 = sum_{i in bin} lam_i**2,
     n_g lam_g m0_g = sum_{i in bin} lam_i m0_i = sum_{i in bin} i**-source,
 
-so the initial risk, the noise injected into the risk and the risk's first
-derivative are exact, and only the per-coordinate contraction ``A(lam)`` is
-approximated within a bin (relative spread ``~ ratio**capacity - 1``). The bin
+so the initial risk and the noise injected into the risk are exact, and only
+the per-coordinate contraction ``A(lam)`` is approximated within a bin (relative spread ``~ ratio**capacity - 1``). The bin
 sums are differences of Hurwitz zeta functions, ``sum_{i=p}^{q-1} i**-s =
 zeta(s, p) - zeta(s, q)``. For ``dim = inf`` the bins run up to ``tail_end`` and
 one last group carries the analytic remainder ``[tail_end, inf)`` (the same
