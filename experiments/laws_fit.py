@@ -3,14 +3,15 @@
     .venv/bin/python -m experiments.laws_fit --runs RUNS.jsonl --fit constant,cosine \\
         [--law multipower] [--loss_key loss] [--lr_key lr] [--min_step 100] [--out results/laws]
     .venv/bin/python -m experiments.laws_fit --lm_workdirs DIR1,DIR2,... --fit NAME1,NAME2 \\
-        [--loss_file eval.jsonl --loss_key loss]
+        [--loss_file eval.jsonl --loss_key loss/raw] [--warmup_steps W]
     .venv/bin/python -m experiments.laws_fit --demo        # synthetic logs, end to end
 
 Input (``--runs``): JSON Lines or CSV, one record per measurement with fields
 ``run``, ``step`` (updates done), ``lr`` (the LR of that update) and ``loss``
 (names configurable), optional ``model_size``; see :mod:`anytime.laws.curves`.
 ``--lm_workdirs``: LM trainer workdirs (run name = directory name); the LR is
-read from ``train.jsonl`` and the loss from ``--loss_file``.
+read from ``train.jsonl`` and the loss from ``--loss_file`` (key ``loss/raw``,
+the last iterate, unless ``--loss_key`` names another, e.g. ``loss/ema25``).
 
 Output: ``<out>/fit_<law>.csv`` (per run: role, true and predicted final loss,
 relative error of the final value, mean relative error, and whether the
@@ -29,7 +30,7 @@ import numpy as np
 
 import anytime
 from anytime.laws import AnnealingLaw, ForwardMomentumLaw, MultiPowerLaw, from_schedule, read_runs
-from anytime.laws.curves import curve_from_records
+from anytime.laws.curves import curve_from_records, lookup
 
 LAWS = {
   "annealing": AnnealingLaw,
@@ -38,15 +39,28 @@ LAWS = {
 }
 
 
-def load_lm_workdirs(dirs, loss_file, loss_key):
+def load_lm_workdirs(dirs, loss_file, loss_key, warmup_steps=0):
+  """LM trainer workdirs -> {dir name: curve}: LR from train.jsonl, loss from ``loss_file``.
+
+  The model size (non-embedding parameters) comes from the eval log's header.
+  """
   from anytime.lm.metrics import read_jsonl
 
   out = {}
   for d in dirs:
     name = os.path.basename(os.path.normpath(d))
-    train = read_jsonl(os.path.join(d, "train.jsonl"))
-    evals = read_jsonl(os.path.join(d, loss_file))
-    out[name] = curve_from_records(name, evals, loss_key=loss_key, lr_records=train)
+    paths = [os.path.join(d, "train.jsonl"), os.path.join(d, loss_file)]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+      raise ValueError(f"--lm_workdirs: {missing} do not exist.")
+    train, evals = (read_jsonl(p) for p in paths)
+    curve = curve_from_records(
+      name, evals, loss_key=loss_key, lr_records=train, warmup_steps=warmup_steps
+    )
+    sizes = [lookup(r, "params/non_embedding") for r in evals if r.get("kind") == "header"]
+    if sizes and sizes[-1]:
+      curve = dataclasses.replace(curve, model_size=float(sizes[-1]))
+    out[name] = curve
   return out
 
 
@@ -95,7 +109,10 @@ def main() -> None:
     args.runs = os.path.join(args.out, "demo_runs.jsonl")
     demo_runs(args.runs)
   if args.lm_workdirs:
-    runs = load_lm_workdirs(args.lm_workdirs.split(","), args.loss_file, args.loss_key)
+    loss_key = args.loss_key if args.loss_key != "loss" else "loss/raw"
+    runs = load_lm_workdirs(
+      args.lm_workdirs.split(","), args.loss_file, loss_key, args.warmup_steps
+    )
   elif args.runs:
     runs = read_runs(
       args.runs, loss_key=args.loss_key, lr_key=args.lr_key, warmup_steps=args.warmup_steps

@@ -84,7 +84,7 @@ def test_read_runs_jsonl_and_csv(tmp_path):
   bad_lr.write_text("".join(f'{{"step": {s}, "lr": -1e-3, "loss": 2}}\n' for s in range(1, 8)))
   with pytest.raises(ValueError, match=r"lr=-0\.001 at step 1 is < 0"):
     read_runs(str(bad_lr))
-  with pytest.raises(ValueError, match="no record has the loss field 'eval_loss'"):
+  with pytest.raises(ValueError, match="no record has 'step' and the loss field 'eval_loss'"):
     read_runs(str(path), loss_key="eval_loss")
   with pytest.raises(ValueError, match="does not exist"):
     read_runs(str(tmp_path / "nope.jsonl"))
