@@ -342,6 +342,14 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
       **pk,
     )
   ]
+  run_id = {
+    "preset": cfg.model.preset,
+    "schedule": cfg.opt.schedule,
+    "lr": cfg.opt.lr,
+    "b2": cfg.opt.b2,
+    "seed": cfg.seed,
+    "total_steps": plan.total_steps,
+  }
   meter = metrics_lib.Meter(plan, flops, peak * len(trainer.mesh.devices.flat), step)
   pending: list[tuple[int, dict]] = []
   last = {}
@@ -394,6 +402,7 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
           "unit": cfg.unit,
           "eval_tokens": plan.eval_batch_size * cfg.eval_batches * mcfg.seq_len,
           "loss": losses,
+          "run": run_id,
         }
         writer.write("eval", record)
         log(f"eval step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))

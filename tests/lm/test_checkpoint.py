@@ -16,6 +16,7 @@ from anytime.lm import sharding as sharding_lib
 from anytime.lm import train
 from tests.lm import util
 
+_CACHE = ""  # set per module by the fixture below
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 24
 
@@ -52,10 +53,19 @@ def _command(workdir):
   ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _compilation_cache(tmp_path_factory):
+  global _CACHE
+  _CACHE = str(tmp_path_factory.mktemp("jax-cache"))
+
+
 def _env():
   env = dict(os.environ)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
   env["JAX_PLATFORMS"] = "cpu"
+  # Identical programs in the subprocesses compile once (JAX's persistent cache).
+  env["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   return env
 
 

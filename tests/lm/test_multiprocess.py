@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from anytime.lm import metrics as metrics_lib
 
+_CACHE = ""  # set per module by the fixture below
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 6
 
@@ -36,10 +38,19 @@ def _command(workdir, extra=()):
   ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _compilation_cache(tmp_path_factory):
+  global _CACHE
+  _CACHE = str(tmp_path_factory.mktemp("jax-cache"))
+
+
 def _env(devices):
   env = dict(os.environ)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["JAX_PLATFORMS"] = "cpu"
+  # Identical programs in the subprocesses compile once (JAX's persistent cache).
+  env["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   return env
 
 

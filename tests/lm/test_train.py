@@ -47,6 +47,7 @@ def test_loss_decreases_and_eval_log_is_self_describing(constant_run):
     assert set(r["loss"]) == {"raw", "pema25", "polyak"}
     assert r["is_horizon"] == (r["step"] in (6, 9, 12))
     assert r["tokens"] == r["step"] * 128
+    assert r["run"]["schedule"] == "constant" and r["run"]["total_steps"] == 12
   # The averages lag the raw iterate early in training (they are not copies of it).
   assert evals[-1]["loss"]["polyak"] > evals[-1]["loss"]["raw"]
   events = os.listdir(os.path.join(workdir, "tensorboard"))
@@ -91,11 +92,11 @@ def test_wsd_branch_from_constant_run(constant_run, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_both_compute_dtypes_train(dtype):
-  cfg = util.tiny_config(**{"model.dtype": dtype, "horizon": 20, "mesh": (1, 1, 1)})
+  cfg = util.tiny_config(**{"model.dtype": dtype, "horizon": 12, "mesh": (1, 1, 1)})
   cfg.opt.lr = 3e-3
-  losses, state, _ = util.train_steps(cfg, 20)
+  losses, state, _ = util.train_steps(cfg, 12)
   assert np.all(np.isfinite(losses))
-  assert losses[-5:].mean() < losses[:5].mean() - 0.2
+  assert losses[-3:].mean() < losses[:3].mean() - 0.15
   assert all(x.dtype == np.float32 for x in jax.tree.leaves(state["params"]))
 
 
