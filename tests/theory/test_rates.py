@@ -145,3 +145,20 @@ def test_rates_validate_arguments():
     rates.optimal_decay(1.0, 2.0)
   with pytest.raises(ValueError, match="source"):
     rates.optimal_decay(1.5, 1.0)
+
+
+@pytest.mark.parametrize("kurtosis, batch", [(3.0, 1), (1.0, 1), (1.0, 2), (3.0, 4)])
+def test_stability_limit_equals_spectral_radius_one(kurtosis, batch):
+  # Independent check: the second-moment map as a dense matrix, its spectral radius by numpy.
+  p = theory.Problem(
+    capacity=1.2, source=2.0, dim=3, noise_variance=0.1, kurtosis=kurtosis, batch_size=batch
+  )
+  lam = p.eigenvalues()
+
+  def radius(eta):
+    coef = 1 + (kurtosis - 2) / batch
+    m = np.diag(1 - 2 * eta * lam + coef * eta**2 * lam**2) + (eta**2 / batch) * np.outer(lam, lam)
+    return np.max(np.abs(np.linalg.eigvals(m)))
+
+  limit = rates.stability_limit(p)
+  assert radius(limit * (1 - 1e-6)) < 1 < radius(limit * (1 + 1e-6))
