@@ -225,7 +225,7 @@ def run_local(
   Longest runs start first; a branch waits for its parent's checkpoint.
   """
   outcome = {"done": [], "skipped": [], "failed": [], "unsupported": []}
-  pending = []
+  pending, elsewhere = [], set()
   for r in sorted(runs, key=lambda r: (-r.trained_tokens, r.method not in sc.ANYTIME_METHODS)):
     state = sc.run_state(root, r)
     if state in ("done", "unsupported"):
@@ -233,6 +233,7 @@ def run_local(
     elif state == "running":
       log(f"skip {r.name}: running in another launcher")
       outcome["skipped"].append(r.name)
+      elsewhere.add(r.name)
     else:
       pending.append(r)
   active: dict[str, tuple] = {}
@@ -257,7 +258,11 @@ def run_local(
         break
       if run.parent is not None and not sc.parent_ready(root, run):
         waiting_on = run.parent in active or any(p.name == run.parent for p in pending)
-        if not waiting_on:
+        if run.parent in elsewhere:
+          pending.remove(run)
+          outcome["skipped"].append(run.name)
+          log(f"skip {run.name}: its parent {run.parent} runs elsewhere; launch again later")
+        elif not waiting_on:
           pending.remove(run)
           outcome["failed"].append(run.name)
           log(f"FAILED {run.name}: {run.parent} has no checkpoint at step {run.parent_step}")

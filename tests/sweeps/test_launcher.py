@@ -89,6 +89,16 @@ def test_running_is_detected_from_a_live_lock(runs, tmp_path):
   assert sc.run_state(str(tmp_path), run) == "todo"
 
 
+def test_branches_of_a_run_running_elsewhere_are_skipped(runs, tmp_path):
+  root = str(tmp_path)
+  os.makedirs(tmp_path / CONSTANT)
+  lock = {"pid": os.getpid(), "host": socket.gethostname()}
+  (tmp_path / CONSTANT / sc.LOCK).write_text(json.dumps(lock))
+  outcome, lines = _launch([r for r in runs if r.method in ("constant", "wsd")], root)
+  assert sorted(outcome["skipped"]) == [CONSTANT, WSD1, WSD2] and not outcome["done"]
+  assert f"skip {WSD1}: its parent {CONSTANT} runs elsewhere; launch again later" in lines
+
+
 def test_parent_ready_needs_the_branch_checkpoint(runs, tmp_path):
   wsd = next(r for r in runs if r.name == WSD2)
   assert not sc.parent_ready(str(tmp_path), wsd)
