@@ -40,6 +40,7 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype: "bfloat16" or "float32"
   rope_base: float = 10_000.0
   init_std: float = 0.02
+  remat: bool = False  # recompute each block's activations in the backward pass
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -181,10 +182,15 @@ class Transformer(nnx.Module):
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
     x_BxLxD = self.embed(tokens_BxL)
+    apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
     for block in self.blocks:
-      x_BxLxD = block(x_BxLxD)
+      x_BxLxD = apply(block, x_BxLxD)
     logits_BxLxV = self.unembed(self.final_norm(x_BxLxD))
     return logits_BxLxV.astype(jnp.float32)
+
+
+def _apply_block(block: Block, x_BxLxD: jax.Array) -> jax.Array:
+  return block(x_BxLxD)
 
 
 def build(cfg: ModelConfig, seed: int = 0) -> Transformer:

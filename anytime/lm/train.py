@@ -71,6 +71,7 @@ def model_config(cfg) -> model_lib.ModelConfig:
     dtype=m.dtype,
     rope_base=float(m.rope_base),
     init_std=float(m.init_std),
+    remat=bool(m.remat),
   )
 
 

@@ -65,6 +65,21 @@ def test_causal_future_tokens_do_not_change_earlier_logits(dtype):
   assert np.abs(a[:, cut:] - b[:, cut:]).max() > 1e-3
 
 
+def test_remat_changes_nothing_but_memory():
+  tokens = np.arange(2 * 16, dtype=np.int32).reshape(2, 16) % 97
+  batch = dict(inputs=tokens, targets=np.roll(tokens, -1, axis=1))
+  out = []
+  for remat in (False, True):
+    cfg = _preset("tiny", remat=remat)
+    graphdef, params = nnx.split(model_lib.build(cfg, seed=3), nnx.Param)
+    grad_fn = jax.value_and_grad(lambda p, g=graphdef: model_lib.loss_fn(g, p, batch))
+    out.append(jax.jit(grad_fn)(nnx.to_pure_dict(params)))
+  np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), out[0][1], out[1][1]
+  )
+
+
 def test_loss_at_init_is_near_uniform():
   cfg = _preset("tiny")
   graphdef, params = nnx.split(model_lib.build(cfg), nnx.Param)
