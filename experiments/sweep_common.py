@@ -438,10 +438,12 @@ def _float(v) -> float:
 
 
 def read_eval_log(workdir: str) -> EvalLog | None:
-  """The eval log of ``workdir``, or None if it has no header yet.
+  """The eval log of ``workdir``, or None if it has neither a header nor evaluations.
 
   A resumed run appends a new header (the last one wins); evaluations of the
-  same step are deduplicated, the latest kept. Format: anytime/lm/train.py.
+  same step are deduplicated, the latest kept. Without a header, the run's
+  length and steps per Chinchilla come from the last evaluation's ``run`` and
+  ``chinchilla`` fields. Format: anytime/lm/train.py.
   """
   path = os.path.join(workdir, "eval.jsonl")
   if not os.path.exists(path):
@@ -455,6 +457,11 @@ def read_eval_log(workdir: str) -> EvalLog | None:
     elif record.get("kind") == "eval":
       loss = {k: _float(v) for k, v in record["loss"].items()}
       evals[int(record["step"])] = {**record, "loss": loss}
+  if header is None and evals:  # eval records are self-contained: rebuild the fields used here
+    last = evals[max(evals)]
+    spc = round(last["step"] / last["chinchilla"]) if last.get("chinchilla") else None
+    if "run" in last and spc:
+      header = {"total_steps": last["run"]["total_steps"], "steps_per_chinchilla": spc}
   if header is None:
     return None
   return EvalLog(header=header, evals=evals)

@@ -145,6 +145,13 @@ def test_reader_handles_resume_nan_and_a_torn_line(tmp_path):
   assert sc.read_eval_log(str(tmp_path / "missing")) is None
 
 
+def test_reader_without_a_header_uses_the_self_contained_eval_records(tmp_path):
+  record = {"kind": "eval", "step": 30, "chinchilla": 1.5, "tokens": 3, "loss": {"raw": 2.5}}
+  (tmp_path / "eval.jsonl").write_text(json.dumps({**record, "run": {"total_steps": 40}}) + "\n")
+  log = sc.read_eval_log(str(tmp_path))
+  assert log.total_steps == 40 and not log.done and sc.loss_at_horizon(log, 1.5, "raw") == 2.5
+
+
 def test_report_without_logs_fails_naming_root(sweep_runs, tmp_path):
   s, runs = sweep_runs
   with pytest.raises(ValueError, match=r"--root=.*none of the sweep's"):
