@@ -90,6 +90,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.rope_base = 10_000.0  # RoPE base frequency
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
+  cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
 
   # Run length. tokens(1x Chinchilla) = 20 * non-embedding params, i.e.
   # ceil(20 N / (batch_size * seq_len)) steps unless steps_per_chinchilla > 0.

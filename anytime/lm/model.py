@@ -25,6 +25,7 @@ from flax import nnx
 # Parameter collections that count as "embedding" (excluded from N, the
 # non-embedding parameter count of the Chinchilla rule).
 EMBEDDING_PARAMS = ("embed", "unembed")
+ATTENTION = ("einsum", "dot_product", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ModelConfig:
   rope_base: float = 10_000.0
   init_std: float = 0.02
   remat: bool = False  # recompute each block's activations in the backward pass
+  attention: str = "einsum"  # "einsum" (fp32 softmax) | "dot_product" | "cudnn" (jax.nn)
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -55,6 +57,8 @@ class ModelConfig:
       raise ValueError(
         f"head width d_model/num_heads={self.d_model // self.num_heads} must be even for RoPE."
       )
+    if self.attention not in ATTENTION:
+      raise ValueError(f"model.attention={self.attention!r} must be one of {ATTENTION}.")
     if self.dtype not in ("bfloat16", "float32"):
       raise ValueError(f"model.dtype={self.dtype!r} must be one of 'bfloat16', 'float32'.")
 
@@ -125,6 +129,13 @@ class Attention(nnx.Module):
     v_BxLxHxK = self.value(x_BxLxD).reshape(b, length, h, k)
     q_BxLxHxK = rope(q_BxLxHxK, self.cfg.rope_base)
     k_BxLxHxK = rope(k_BxLxHxK, self.cfg.rope_base)
+    if self.cfg.attention != "einsum":
+      # jax.nn's fused attention; "cudnn" is the flash kernel (GPU), no L x L buffer.
+      impl = "cudnn" if self.cfg.attention == "cudnn" else None
+      y_BxLxHxK = jax.nn.dot_product_attention(
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation=impl
+      )
+      return self.out(y_BxLxHxK.reshape(b, length, d))
     scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
     scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
     causal_LxL = np.tril(np.ones((length, length), dtype=bool))

@@ -72,6 +72,7 @@ def model_config(cfg) -> model_lib.ModelConfig:
     rope_base=float(m.rope_base),
     init_std=float(m.init_std),
     remat=bool(m.remat),
+    attention=m.attention,
   )
 
 
@@ -129,6 +130,8 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
     data_vocab = data_lib.vocab_size(cfg.data)
     if data_vocab > mcfg.vocab_size:
       _fail("model.vocab_size", cfg.model.vocab_size, f"the data has {data_vocab} token ids")
+  if mcfg.attention == "cudnn" and jax.devices()[0].platform != "gpu":
+    _fail("model.attention", mcfg.attention, "the cudnn kernel needs a GPU; use einsum")
   counts = model_lib.param_counts(mcfg)
   plan = make_plan(cfg, counts["non_embedding"])
   optim.validate(cfg.opt, plan.total_steps)

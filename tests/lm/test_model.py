@@ -80,6 +80,16 @@ def test_remat_changes_nothing_but_memory():
   )
 
 
+def test_fused_attention_matches_einsum():
+  tokens = (np.arange(2 * 16, dtype=np.int32).reshape(2, 16) * 7) % 97
+  logits = []
+  for attention in ("einsum", "dot_product"):
+    cfg = _preset("tiny", attention=attention)
+    graphdef, params = nnx.split(model_lib.build(cfg, seed=4), nnx.Param)
+    logits.append(np.asarray(model_lib.forward(graphdef, nnx.to_pure_dict(params), tokens)))
+  np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+
+
 def test_loss_at_init_is_near_uniform():
   cfg = _preset("tiny")
   graphdef, params = nnx.split(model_lib.build(cfg), nnx.Param)
@@ -93,3 +103,5 @@ def test_invalid_model_config_names_the_field():
     _preset("tiny", num_heads=3)
   with pytest.raises(ValueError, match="dtype"):
     _preset("tiny", dtype="float16")
+  with pytest.raises(ValueError, match="attention"):
+    _preset("tiny", attention="flash")

@@ -137,6 +137,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path):
     ({"data.source": "tokens", "data.path": ""}, "path"),
     ({"init_from": "/nonexistent"}, "init_from"),
     ({"opt.averages": ("pema",)}, "opt.averages"),
+    ({"model.attention": "cudnn"}, "model.attention"),
   ],
 )
 def test_bad_config_fails_before_any_write(tmp_path, overrides, field):
