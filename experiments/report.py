@@ -504,6 +504,7 @@ def plot_delta_vs_horizon(path, rows, vs, ref, noise_std) -> None:
     band = 2 * math.sqrt(2) * noise_std
     ax.axhspan(-band, band, color="0.85", zorder=0, label="±2 std of a seed difference")
   ax.set_xscale("log", base=2)
+  ax.set_xticks(hs, [f"{h:g}x" for h in hs])
   ax.set_xlabel("horizon (x Chinchilla)")
   ax.set_ylabel("Δ loss vs tuned cosine (nats)")
   ax.set_title("dashed: the paper" if ref else "")

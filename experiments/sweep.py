@@ -48,7 +48,9 @@ def accelerator_hours(flops: float, peak: float, mfu: float) -> float:
   return flops / (peak * mfu) / 3600
 
 
-def dry_listing(sweep, runs, *, peak: float, mfu: float, per_run: bool = True) -> str:
+def dry_listing(
+  sweep, runs, *, peak: float, mfu: float, per_run: bool = True, tokens_per_s: float = 0.0
+) -> str:
   """Per-run lines, then runs / tokens / FLOPs / accelerator-hours per method and in total."""
   lines = []
   if per_run:
@@ -90,6 +92,13 @@ def dry_listing(sweep, runs, *, peak: float, mfu: float, per_run: bool = True) -
     f"accelerator-hours = training FLOPs / ({mfu:.0%} MFU x {peak / 1e12:g} TFLOP/s peak) / "
     "3600 s; evaluation excluded. WSD counts only its branch steps."
   )
+  if tokens_per_s:
+    runnable = sum(r.trained_tokens for r in runs if r.supported)
+    lines.append(
+      f"at {tokens_per_s:,.0f} tokens/s (one job): {runnable / tokens_per_s / 3600:.2f} h of "
+      f"training for the {sum(r.supported for r in runs)} runnable runs "
+      f"({_human(runnable)} tokens), start-up and evaluation excluded"
+    )
   return "\n".join(lines)
 
 
@@ -286,6 +295,8 @@ def _check_args(args) -> None:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
   if not 0 < args.mfu <= 1:
     raise ValueError(f"--mfu={args.mfu} is invalid: expected a fraction in (0, 1].")
+  if args.tokens_per_s < 0:
+    raise ValueError(f"--tokens_per_s={args.tokens_per_s} is invalid: expected >= 0.")
   if args.peak_tflops <= 0:
     raise ValueError(f"--peak_tflops={args.peak_tflops} is invalid: expected > 0.")
   if os.path.exists(args.root) and not os.path.isdir(args.root):
@@ -312,6 +323,7 @@ def parse_args(argv=None):
   p.add_argument("--mfu", type=float, default=DEFAULT_MFU, help="assumed MFU for hours / ETA")
   p.add_argument("--peak_tflops", type=float, default=H100_BF16_PEAK / 1e12, help="per device")
   p.add_argument("--summary_only", action="store_true", help="--dry: no per-run lines")
+  p.add_argument("--tokens_per_s", type=float, default=0.0, help="--dry: wall time at this rate")
   return p.parse_args(argv)
 
 
@@ -327,7 +339,8 @@ def main(argv=None) -> int:
       raise ValueError(f"--only={args.only!r} matches none of the sweep's run names.")
   peak = args.peak_tflops * 1e12
   if args.dry:
-    print(dry_listing(sweep, runs, peak=peak, mfu=args.mfu, per_run=not args.summary_only))
+    kw = dict(per_run=not args.summary_only, tokens_per_s=args.tokens_per_s)
+    print(dry_listing(sweep, runs, peak=peak, mfu=args.mfu, **kw))
   elif args.print:
     print(print_commands(runs, args.root, args.python))
   elif args.array_file:

@@ -140,6 +140,7 @@ def test_print_mode_phases_and_skips(runs, tmp_path):
     (["--jobs=0"], r"--jobs=0 is invalid: expected an integer >= 1"),
     (["--mfu=1.5"], r"--mfu=1.5 is invalid: expected a fraction in \(0, 1\]"),
     (["--peak_tflops=0"], r"--peak_tflops=0.0 is invalid"),
+    (["--tokens_per_s=-1"], r"--tokens_per_s=-1.0 is invalid: expected >= 0"),
     (["--only=nomatch"], r"--only='nomatch' matches none of the sweep's run names"),
     (["--only=(("], r"--only='\(\(' is invalid: not a regular expression"),
   ],
@@ -161,3 +162,7 @@ def test_dry_listing_of_the_smoke_sweep_by_hand(runs, capsys):
   total = (140 + 40 + 40 + 6 + 40) * 128 * f
   assert f"{'total':<14} {10:>5} {'34k':>10} {total:>12.3e}" in out
   assert "(50% MFU x 1 TFLOP/s peak)" in out
+  sweep.main(["--sweep=smoke", "--dry", "--summary_only", "--tokens_per_s=128"])
+  runnable = (140 + 40 + 40 + 6) * 128  # everything but Schedule-Free
+  out = capsys.readouterr().out
+  assert f"at 128 tokens/s (one job): {runnable / 128 / 3600:.2f} h of training for the 9" in out
