@@ -6,8 +6,9 @@
 Reads every run's eval log (experiments/sweep_common.read_eval_log) and writes to
 ``--out``: ``report.md`` (the table, the selected hyper-parameters, ours beside
 the paper's, seed-to-seed noise, compute), ``table.csv``, ``noise.csv``,
-``compute.csv`` and three figures (``loss_vs_tokens.png``,
-``delta_vs_horizon.png``, ``long_cosine.png``).
+``compute.csv``, three figures (``loss_vs_tokens.png``,
+``delta_vs_horizon.png``, ``long_cosine.png``) and ``runs/<name>.png``, the
+curves of every anytime run.
 
 Selection, as in the paper: at each horizon, the tuned cosine loss is the
 minimum over the cosine runs of that horizon (peak LR x b2) of their final
@@ -390,6 +391,8 @@ def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_
     "![delta vs horizon](delta_vs_horizon.png)",
     "![long cosine vs envelope](long_cosine.png)",
     "",
+    "Every anytime run's curves (raw and each average): `runs/<run name>.png`.",
+    "",
   ]
   return "\n".join(parts)
 
@@ -448,42 +451,64 @@ def _envelope(rows: list[Row]) -> tuple[list[int], list[float]]:
   return [t for t, _ in pts], [x for _, x in pts]
 
 
+def _curves_panel(ax, run: sc.Run | None, log: sc.EvalLog | None, rows: list[Row], title: str):
+  """A run's raw and averaged validation curves vs tokens, with the tuned-cosine envelope."""
+  if log is not None:
+    keys = sorted({k for e in log.evals.values() for k in e["loss"]}, key=lambda k: k != "raw")
+    for key in keys:
+      t, y = log.curve(key)
+      style = dict(color="0.55", lw=1.0) if key == "raw" else dict(lw=1.3)
+      ax.plot(t, y, label=key, **style)
+  env_t, env_l = _envelope(rows)
+  ax.plot(env_t, env_l, "k-o", ms=4, lw=1.6, label="tuned cosine (per horizon)")
+  _log_x(ax)
+  ax.set_title(title, fontsize=9)
+  ax.set_xlabel("training tokens")
+  ax.set_ylabel("validation loss")
+  if env_l:
+    ax.set_ylim(min(env_l) - 0.15 * (max(env_l) - min(env_l) + 0.1), max(env_l) + 0.5)
+  ax.legend(fontsize=7)
+
+
 def plot_loss_vs_tokens(path, sweep, results, rows, vs) -> None:
   """Each anytime method's run selected at the longest horizon: raw and averaged curves."""
   plt = _pyplot()
-  tuned = [v for v in vs if v.method in sc.ANYTIME_METHODS and len(v.keys) >= 1]
+  tuned = [v for v in vs if v.method in sc.ANYTIME_METHODS]
   logged = {run.method for run, _ in results}
   methods = [m for m in sc.ANYTIME_METHODS if m in logged and any(v.method == m for v in tuned)]
   fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(5.5 * max(len(methods), 1), 4.2))
   axes = [axes] if not hasattr(axes, "__len__") else list(axes)
-  env_t, env_l = _envelope(rows)
   for ax, method in zip(axes, methods, strict=False):
     variant = next(v for v in tuned if v.method == method)
     pick = next((r.picks[variant.label] for r in reversed(rows) if r.picks[variant.label]), None)
-    run_log = None
+    run, log = None, None
     if pick is not None:
-      run_log = next(
+      run, log = next(
         (rl for rl in results if rl[0].method == method and rl[0].seed == sweep.seeds[0]
-         and (rl[0].lr, rl[0].b2, rl[0].offset) == (pick.lr, pick.b2, pick.offset)), None,
+         and (rl[0].lr, rl[0].b2, rl[0].offset) == (pick.lr, pick.b2, pick.offset)), (None, None),
       )  # fmt: skip
-    if run_log is not None:
-      run, log = run_log
-      keys = sorted({k for e in log.evals.values() for k in e["loss"]}, key=lambda k: k != "raw")
-      for key in keys:
-        t, y = log.curve(key)
-        style = dict(color="0.55", lw=1.0) if key == "raw" else dict(lw=1.3)
-        ax.plot(t, y, label=key, **style)
-      ax.set_title(f"{method}: {_config(run.lr, run.b2, run.offset)}")
-    ax.plot(env_t, env_l, "k-o", ms=4, lw=1.6, label="tuned cosine (per horizon)")
-    _log_x(ax)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("validation loss")
-    if env_l:
-      ax.set_ylim(min(env_l) - 0.15 * (max(env_l) - min(env_l) + 0.1), max(env_l) + 0.5)
-    ax.legend(fontsize=7)
+    title = f"{method}: {_config(run.lr, run.b2, run.offset)}" if run else method
+    _curves_panel(ax, run, log, rows, title)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def plot_every_anytime_run(directory, results, rows) -> list[str]:
+  """``<directory>/<run name>.png`` for every anytime run (raw and averaged curves)."""
+  plt = _pyplot()
+  os.makedirs(directory, exist_ok=True)
+  written = []
+  for run, log in results:
+    if run.method not in sc.ANYTIME_METHODS:
+      continue
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    _curves_panel(ax, run, log, rows, run.name)
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, f"{run.name}.png"), dpi=100)
+    plt.close(fig)
+    written.append(run.name)
+  return written
 
 
 def plot_delta_vs_horizon(path, rows, vs, ref, noise_std) -> None:
@@ -558,6 +583,7 @@ def plot_all(out, sweep, results, rows, vs, ref, noise_rows=()) -> None:
   plot_loss_vs_tokens(os.path.join(out, "loss_vs_tokens.png"), sweep, results, rows, vs)
   plot_delta_vs_horizon(os.path.join(out, "delta_vs_horizon.png"), rows, vs, ref, std)
   plot_long_cosine(os.path.join(out, "long_cosine.png"), sweep, results, rows)
+  plot_every_anytime_run(os.path.join(out, "runs"), results, rows)
 
 
 def main(argv=None) -> int:

@@ -115,8 +115,11 @@ def test_report_files_and_reference(root, sweep_runs, tmp_path):
       "loss_vs_tokens.png",
       "delta_vs_horizon.png",
       "long_cosine.png",
+      "runs",
     ]
   )
+  anytime = [r.name for r in runs if r.method in sc.ANYTIME_METHODS]
+  assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(f"{n}.png" for n in anytime)
   with open(os.path.join(out, "table.csv")) as f:
     table = {(float(r["horizon"]), r["variant"]): r for r in csv.DictReader(f)}
   assert float(table[(4.0, "constant+EMA (tuned)")]["delta"]) == pytest.approx(-0.006)
