@@ -19,12 +19,13 @@ to match the two sums the recursion injects into the risk exactly,
     n_g lam_g m0_g = sum_{i in bin} lam_i m0_i = sum_{i in bin} i**-source,
 
 so the initial risk and the noise injected into the risk are exact, and only
-the per-coordinate contraction ``A(lam)`` is approximated within a bin (relative spread ``~ ratio**capacity - 1``). The bin
-sums are differences of Hurwitz zeta functions, ``sum_{i=p}^{q-1} i**-s =
-zeta(s, p) - zeta(s, q)``. For ``dim = inf`` the bins run up to ``tail_end`` and
-one last group carries the analytic remainder ``[tail_end, inf)`` (the same
-moment matching with ``zeta(s, tail_end)``); its coordinates are essentially
-unlearned for any feasible number of steps.
+the per-coordinate contraction ``A(lam)`` is approximated within a bin
+(relative spread ``~ ratio**capacity - 1``). The bin sums are differences of
+Hurwitz zeta functions, ``sum_{i=p}^{q-1} i**-s = zeta(s, p) - zeta(s, q)``.
+For ``dim = inf`` the bins run up to ``tail_end`` and one last group carries
+the analytic remainder ``[tail_end, inf)`` (the same moment matching with
+``zeta(s, tail_end)``); its coordinates are essentially unlearned for any
+feasible number of steps.
 
 The error against the full recursion is measured by ``experiments/theory_bench.py``
 (paper's d = 500k settings) and bounded in ``tests/theory/test_compressed.py``.
