@@ -5,7 +5,8 @@ The transform, outermost first::
     with_averaging(                      # one average per rule (fp32, sharded like params)
       MultiSteps(                        # only if grad_accum > 1
         chain(clip_by_global_norm(clip),
-              inject_hyperparams(adamw)(learning_rate=schedule, ...))),
+              inject_hyperparams(adamw)(learning_rate=schedule, ...),
+              scale_by_multipliers(lr_multipliers))),   # per-module LR multipliers
       rules)
 
 ``inject_hyperparams`` keeps the learning rate of the latest update in the
@@ -53,6 +54,53 @@ def parse_averages(specs) -> dict[str, averaging.AveragingRule]:
     else:
       rules[spec] = averaging.polyak()
   return rules
+
+
+def parse_multipliers(specs) -> list[tuple[re.Pattern, float]]:
+  """``("embed=0.5", "blocks/.*/mlp=2")`` -> [(regex on the param path, multiplier)].
+
+  A parameter's path is its keys joined by "/" (e.g. ``blocks/0/mlp/up/kernel``);
+  the first pattern that matches anywhere in it (``re.search``) gives its multiplier.
+  """
+  out = []
+  for spec in specs:
+    pattern, sep, value = str(spec).rpartition("=")
+    try:
+      mult = float(value)
+      regex = re.compile(pattern)
+    except (ValueError, re.error):
+      mult, regex = -1.0, None
+    if not sep or not pattern or regex is None or not mult >= 0:
+      raise ValueError(
+        f"opt.lr_multipliers has {spec!r}; expected 'regex=multiplier' with multiplier >= 0, "
+        "e.g. 'embed=0.5'."
+      )
+    out.append((regex, mult))
+  return out
+
+
+def _path(path) -> str:
+  keys = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+  return "/".join(str(k) for k in keys)
+
+
+def scale_by_multipliers(specs) -> optax.GradientTransformation:
+  """Multiplies the updates of parameters matching a pattern (see :func:`parse_multipliers`)."""
+  rules = parse_multipliers(specs)
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def scale(path, u):
+      name = _path(path)
+      for regex, mult in rules:
+        if regex.search(name):
+          return u * jnp.asarray(mult, u.dtype)
+      return u
+
+    return jax.tree_util.tree_map_with_path(scale, updates), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
 def make_schedule(opt: Any, total_steps: int) -> optax.Schedule:
@@ -115,6 +163,7 @@ def validate(opt: Any, total_steps: int) -> None:
       f"({horizon} steps); lower it or lengthen the horizon."
     )
   parse_averages(opt.averages)
+  parse_multipliers(opt.get("lr_multipliers", ()))
   make_schedule(opt, total_steps)  # the schedules validate their own arguments
 
 
@@ -128,7 +177,11 @@ def make_optimizer(opt: Any, total_steps: int, grad_accum: int = 1) -> optax.Gra
     eps=opt.eps,
     weight_decay=opt.weight_decay,
   )
-  tx = optax.chain(optax.clip_by_global_norm(opt.clip), adamw) if opt.clip > 0 else adamw
+  parts = [optax.clip_by_global_norm(opt.clip)] if opt.clip > 0 else []
+  parts.append(adamw)
+  if opt.get("lr_multipliers", ()):
+    parts.append(scale_by_multipliers(opt.lr_multipliers))
+  tx = optax.chain(*parts)
   if grad_accum > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=grad_accum).gradient_transformation()
   rules = parse_averages(opt.averages)

@@ -116,6 +116,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.opt.eps = 1e-8  # AdamW epsilon
   cfg.opt.weight_decay = 0.0  # AdamW decoupled weight decay (paper: 0)
   cfg.opt.clip = 1.0  # global-norm gradient clipping threshold; 0 disables
+  # Per-module LR multipliers, "regex=mult" on param paths like blocks/0/mlp/up/kernel.
+  cfg.opt.lr_multipliers = ()
   # Weight averages kept during training: pema<gamma> (proportional EMA), ema<decay>, polyak.
   cfg.opt.averages = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
   cfg.opt.averages_dtype = "float32"  # dtype of the stored averages

@@ -188,3 +188,28 @@ def test_dry_run_150m_without_data_or_allocation(tmp_path):
   assert out["plan"].steps_per_chinchilla == 12_500 and out["plan"].total_steps == 400_000
   assert "151.0M" in "\n".join(lines) and "data.path" in "\n".join(lines)
   assert not (tmp_path / "run").exists()
+
+
+def test_optimizer_multipliers_schedule_and_lr_readout():
+  import jax.numpy as jnp
+
+  from anytime import optim
+
+  cfg = util.tiny_config()
+  opt = cfg.opt
+  opt.schedule, opt.lr, opt.warmup_steps, opt.init_lr_fraction = "cosine", 1.0, 2, 0.5
+  opt.lr_multipliers = ("embed=0", "blocks/.*/mlp=0.5")
+  tx = optim.make_optimizer(opt, total_steps=10)
+  params = {"embed": jnp.ones(3), "blocks": {0: {"mlp": jnp.ones(3), "attn": jnp.ones(3)}}}
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  lrs = []
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    lrs.append(float(optim.current_lr(state)))
+  np.testing.assert_allclose(lrs, [0.5, 0.75, 1.0])  # warmup from 0.5 x peak
+  np.testing.assert_array_equal(updates["embed"], 0.0)
+  np.testing.assert_allclose(updates["blocks"][0]["mlp"], 0.5 * updates["blocks"][0]["attn"])
+  with pytest.raises(ValueError, match="lr_multipliers"):
+    opt.lr_multipliers = ("embed",)
+    optim.make_optimizer(opt, total_steps=10)
