@@ -439,6 +439,11 @@ def _pyplot():
   return plt
 
 
+def _legend(ax) -> None:
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7)
+
+
 def _log_x(ax) -> None:
   from matplotlib.ticker import NullFormatter
 
@@ -467,7 +472,7 @@ def _curves_panel(ax, run: sc.Run | None, log: sc.EvalLog | None, rows: list[Row
   ax.set_ylabel("validation loss")
   if env_l:
     ax.set_ylim(min(env_l) - 0.15 * (max(env_l) - min(env_l) + 0.1), max(env_l) + 0.5)
-  ax.legend(fontsize=7)
+  _legend(ax)
 
 
 def plot_loss_vs_tokens(path, sweep, results, rows, vs) -> None:
@@ -533,7 +538,7 @@ def plot_delta_vs_horizon(path, rows, vs, ref, noise_std) -> None:
   ax.set_xlabel("horizon (x Chinchilla)")
   ax.set_ylabel("Δ loss vs tuned cosine (nats)")
   ax.set_title("dashed: the paper" if ref else "")
-  ax.legend(fontsize=7)
+  _legend(ax)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -572,7 +577,7 @@ def plot_long_cosine(path, sweep, results, rows) -> None:
   ax.set_ylabel("validation loss")
   if env_l:
     ax.set_ylim(min(env_l) - 0.1, max(env_l) + 0.6)
-  ax.legend(fontsize=7)
+  _legend(ax)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
