@@ -12,9 +12,9 @@ far) to ``c_k`` in ``(0, 1]``, the weight given to the newest iterate:
   Meterez et al. (2026): it always averages over the last ~1/gamma fraction of
   the run, so it needs no horizon.
 
-The rules are pure functions of ``k`` (NumPy or JAX arrays, any float dtype),
-so the same objects drive the Optax transform and the exact risk recursions
-of :mod:`theory`.
+The rules are pure functions of ``k``: NumPy in, NumPy out (float64 for integer
+``k``), JAX in, JAX out (jit- and vmap-safe), so the same objects drive the
+Optax transform and the float64 risk recursions of :mod:`theory`.
 
 :func:`with_averaging` wraps any ``GradientTransformation`` and keeps one
 average of the parameters per named rule in its state (float32 by default,
@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
@@ -56,11 +57,20 @@ AveragingRule = Callable[[Any], Any]
 
 
 def _as_float(k):
-  """k as a floating array (float64 under x64 or for float64 NumPy input)."""
+  """k as a floating array, and the array module to compute with.
+
+  NumPy input (or a Python number) stays NumPy, in float64 unless it is
+  already floating: :mod:`theory` runs its recursions in float64 without
+  having to enable x64 in JAX. Anything else (JAX arrays, tracers) goes
+  through ``jax.numpy`` in its default float dtype.
+  """
+  if isinstance(k, np.ndarray | np.number | int | float):
+    k = np.asarray(k)
+    return (k if np.issubdtype(k.dtype, np.floating) else k.astype(np.float64)), np
   k = jnp.asarray(k)
   if not jnp.issubdtype(k.dtype, jnp.floating):
     k = k.astype(jnp.result_type(float))
-  return k
+  return k, jnp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +78,8 @@ class Polyak:
   """Uniform (Polyak-Ruppert) averaging: ``c_k = 1 / k``."""
 
   def __call__(self, k):
-    return 1.0 / _as_float(k)
+    k, _ = _as_float(k)
+    return 1.0 / k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +89,8 @@ class Ema:
   decay: float
 
   def __call__(self, k):
-    k = _as_float(k)
-    return jnp.full_like(k, 1.0 - self.decay)
+    k, xp = _as_float(k)
+    return xp.full_like(k, 1.0 - self.decay)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +100,9 @@ class ProportionalEma:
   gamma: float
 
   def __call__(self, k):
-    k = _as_float(k)
+    k, xp = _as_float(k)
     # 1 - 2**-x computed as -expm1(-x ln 2): exact for the tiny x of long runs.
-    return -jnp.expm1(-self.gamma * math.log(2.0) / (k + 1.0))
+    return -xp.expm1(-self.gamma * math.log(2.0) / (k + 1.0))
 
 
 def polyak() -> Polyak:

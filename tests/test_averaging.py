@@ -383,3 +383,15 @@ def test_orbax_round_trip(tmp_path):
   p1, s1 = step(params, state)
   p2, s2 = step(restored["params"], restored["opt_state"])
   jax.tree.map(np.testing.assert_array_equal, (p1, s1), (p2, s2))
+
+
+def test_rules_keep_numpy_float64_without_x64():
+  k = np.arange(1, 6)
+  for rule in (anytime.polyak(), anytime.ema(0.9), anytime.proportional_ema(12.5)):
+    c = rule(k)
+    assert isinstance(c, np.ndarray) and c.dtype == np.float64
+    assert rule(jnp.arange(1, 6)).dtype == jnp.float32  # JAX in, JAX out
+  np.testing.assert_array_equal(anytime.polyak()(k), 1.0 / k)
+  np.testing.assert_allclose(
+    anytime.proportional_ema(12.5)(k), 1 - 0.5 ** (12.5 / (k + 1)), rtol=1e-14
+  )

@@ -182,7 +182,7 @@ def any_schedule(draw):
   return kind, schedule, peak, warmup, final
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(any_schedule(), st.lists(st.integers(0, INT32_MAX), min_size=1, max_size=20))
 def test_properties(drawn, extra_counts):
   kind, schedule, peak, warmup, final = drawn
@@ -202,8 +202,8 @@ def test_properties(drawn, extra_counts):
   # Continuity at the warmup boundary: the warmup's limit is the peak, and the
   # value at the boundary is the peak.
   if warmup > 0:
-    last_warm = float(schedule(warmup - 1))
-    assert abs(float(schedule(warmup)) - peak) <= 1e-6 * peak
+    last_warm, at_boundary = values[warmup - 1], values[warmup]  # counts start 0, 1, 2, ...
+    assert abs(at_boundary - peak) <= 1e-6 * peak
     assert peak - last_warm <= (peak - 0.1 * peak) / warmup + 1e-6 * peak
 
 
