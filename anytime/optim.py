@@ -26,7 +26,15 @@ import optax
 
 from anytime import averaging, schedules
 
-SCHEDULES = ("constant", "inverse_sqrt", "polynomial", "cosine", "wsd", "linear_decay")
+SCHEDULES = (
+  "constant",
+  "inverse_sqrt",
+  "polynomial",
+  "cosine",
+  "wsd",
+  "linear_decay",
+  "schedule_free",
+)
 HORIZON_BOUND = ("cosine", "wsd", "linear_decay")
 _AVERAGE_RE = re.compile(r"^(polyak|pema(?P<gamma>[0-9.]+)|ema(?P<decay>0?\.[0-9]+))$")
 
@@ -113,7 +121,7 @@ def make_schedule(opt: Any, total_steps: int) -> optax.Schedule:
   common = dict(warmup_steps=int(opt.warmup_steps), init_value=opt.init_lr_fraction * opt.lr)
   horizon = int(opt.schedule_steps) or int(total_steps)
   final = opt.final_lr_fraction * opt.lr
-  if name == "constant":
+  if name in ("constant", "schedule_free"):  # Schedule-Free: a constant peak after warmup
     return schedules.constant(opt.lr, **common)
   if name == "inverse_sqrt":
     return schedules.inverse_sqrt(opt.lr, offset=opt.offset, **common)
@@ -170,7 +178,11 @@ def validate(opt: Any, total_steps: int) -> None:
 def make_optimizer(opt: Any, total_steps: int, grad_accum: int = 1) -> optax.GradientTransformation:
   """The full optimizer of ``opt`` (see the module docstring)."""
   validate(opt, total_steps)
-  adamw = optax.inject_hyperparams(optax.adamw)(
+  # Schedule-Free AdamW (Defazio et al. 2024) replaces AdamW's momentum by
+  # interpolation + averaging; its warmup is ours (from init_lr_fraction), so
+  # its own warmup_steps stays None. Evaluate it at schedule_free_eval_params.
+  base = optax.contrib.schedule_free_adamw if opt.schedule == "schedule_free" else optax.adamw
+  adamw = optax.inject_hyperparams(base)(
     learning_rate=make_schedule(opt, total_steps),
     b1=opt.b1,
     b2=opt.b2,
@@ -198,3 +210,18 @@ def current_lr(opt_state: Any) -> jax.Array:
     if is_hp(s):
       return s.hyperparams["learning_rate"]
   raise ValueError("opt_state holds no InjectHyperparamsState.")
+
+
+def schedule_free_eval_params(opt_state: Any, params: Any) -> Any | None:
+  """Schedule-Free's evaluation point x = (y - (1 - b1) z) / b1, or None without Schedule-Free.
+
+  Finds the ``ScheduleFreeState`` anywhere in ``opt_state`` (under
+  ``inject_hyperparams``, ``MultiSteps`` or ``with_averaging``); ``params`` is
+  the training iterate y.
+  """
+  kind = optax.contrib.ScheduleFreeState
+  is_sf = lambda x: isinstance(x, kind)
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_sf) if is_sf(s)]
+  if not found:
+    return None
+  return optax.contrib.schedule_free_eval_params(found[0], params)

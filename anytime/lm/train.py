@@ -237,6 +237,9 @@ class Trainer:
     kinds = {"raw": state["params"]}
     with contextlib.suppress(ValueError):  # ValueError: no averages configured
       kinds.update(averaging.averaged_params(state["opt_state"]))
+    schedule_free = optim.schedule_free_eval_params(state["opt_state"], state["params"])
+    if schedule_free is not None:
+      kinds["schedule_free"] = schedule_free
     out = {}
     for name, params in kinds.items():
       losses = [self.eval_step(params, b) for b in eval_batches]
