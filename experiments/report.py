@@ -310,9 +310,10 @@ def write_csvs(out: str, rows: list[Row], labels, noise_rows, compute_rows) -> N
         if p is None:
           w.writerow([r.horizon, r.tokens, label, "", "", "", "", "", "", 0])
           continue
-        delta = 0.0 if p is r.cosine else r.delta(label)
+        delta = 0.0 if p is r.cosine else r.delta(label)  # None: no tuned cosine at r.horizon yet
         w.writerow(
-          [r.horizon, r.tokens, label, f"{p.loss:.6f}", f"{delta:.6f}", p.lr, p.b2,
+          [r.horizon, r.tokens, label, f"{p.loss:.6f}", "" if delta is None else f"{delta:.6f}",
+           p.lr, p.b2,
            "" if p.offset is None else p.offset, p.key, p.seeds]
         )  # fmt: skip
   with open(os.path.join(out, "noise.csv"), "w", newline="") as f:
