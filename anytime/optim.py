@@ -3,10 +3,12 @@
 The transform, outermost first::
 
     with_averaging(                      # one average per rule (fp32, sharded like params)
+     apply_if_finite(                    # only if skip_nonfinite_updates > 0
       MultiSteps(                        # only if grad_accum > 1
         chain(clip_by_global_norm(clip),
               inject_hyperparams(adamw)(learning_rate=schedule, ...),
               scale_by_multipliers(lr_multipliers))),   # per-module LR multipliers
+      max_consecutive_errors=skip_nonfinite_updates),
       rules)
 
 ``inject_hyperparams`` keeps the learning rate of the latest update in the
@@ -170,6 +172,12 @@ def validate(opt: Any, total_steps: int) -> None:
       f"opt.warmup_steps={opt.warmup_steps} must be shorter than the run "
       f"({horizon} steps); lower it or lengthen the horizon."
     )
+  skips = opt.get("skip_nonfinite_updates", 0)
+  if isinstance(skips, bool) or not isinstance(skips, int) or skips < 0:
+    raise ValueError(
+      f"opt.skip_nonfinite_updates={skips!r} must be an integer >= 0 (0 disables the guard; "
+      "N skips up to N consecutive non-finite updates)."
+    )
   parse_averages(opt.averages)
   parse_multipliers(opt.get("lr_multipliers", ()))
   make_schedule(opt, total_steps)  # the schedules validate their own arguments
@@ -196,6 +204,11 @@ def make_optimizer(opt: Any, total_steps: int, grad_accum: int = 1) -> optax.Gra
   tx = optax.chain(*parts)
   if grad_accum > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=grad_accum).gradient_transformation()
+  skips = int(opt.get("skip_nonfinite_updates", 0))
+  if skips:
+    # Inside with_averaging: a skipped update (ApplyIfFiniteState.last_finite False)
+    # leaves params and every average untouched (averaging._real_update_flag).
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=skips)
   rules = parse_averages(opt.averages)
   if not rules:
     return tx
@@ -210,6 +223,16 @@ def current_lr(opt_state: Any) -> jax.Array:
     if is_hp(s):
       return s.hyperparams["learning_rate"]
   raise ValueError("opt_state holds no InjectHyperparamsState.")
+
+
+def nonfinite_skips(opt_state: Any) -> dict[str, jax.Array] | None:
+  """{"skipped": this update was skipped, "skips": total skipped} of apply_if_finite, or None."""
+  kind = optax.ApplyIfFiniteState
+  is_af = lambda x: isinstance(x, kind)
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_af) if is_af(s)]
+  if not found:
+    return None
+  return {"skipped": jnp.logical_not(found[0].last_finite), "skips": found[0].total_notfinite}
 
 
 def schedule_free_eval_params(opt_state: Any, params: Any) -> Any | None:

@@ -121,6 +121,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Weight averages kept during training: pema<gamma> (proportional EMA), ema<decay>, polyak.
   cfg.opt.averages = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
   cfg.opt.averages_dtype = "float32"  # dtype of the stored averages
+  # Guard: skip an update whose gradients are NaN/inf (optax.apply_if_finite inside the
+  # averaging, so averages skip it too), counted and logged; at most this many in a row
+  # (then the update is applied and the run stops on the non-finite loss). 0 = off.
+  cfg.opt.skip_nonfinite_updates = 0
 
   cfg.mesh = (-1, 1, 1)  # (data, fsdp, tensor) mesh shape; one -1 = the remaining devices
 
@@ -140,5 +144,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.async_checkpoints = True  # write checkpoints in the background
   cfg.init_from = ""  # another run's workdir to start from (e.g. a WSD cooldown branch)
   cfg.init_from_step = -1  # its checkpoint step; -1 = latest
+  # Test hook (docs/reliability.md): at this optimizer step (1-based) the loss, hence every
+  # gradient, is made NaN, to exercise the stop / skip behaviour. 0 = off.
+  cfg.debug_nan_step = 0
   cfg.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul at start (CPU)
   return cfg

@@ -8,17 +8,79 @@ writes in the background) and atomic: a save killed half-way leaves a
 temporary directory that is ignored and cleaned up on the next start, so the
 latest finished checkpoint is what a restart resumes from. Horizon checkpoints
 are kept permanently; the rolling ones beyond the ``keep`` latest are pruned.
+
+Integrity (docs/reliability.md): every save records a checksum of each state
+leaf (a wrapping sum of its bit patterns, plain and position-weighted, computed
+on the devices) in ``meta``; a restore recomputes it. :meth:`restore_latest`
+walks back from the newest step: a checkpoint that cannot be read (truncated,
+emptied, garbled files) or whose checksums disagree is moved aside to
+``<directory>.corrupt/<step>`` with a warning naming it, and the next older one
+is tried, so a run never resumes from garbage. A checkpoint whose arrays have
+other shapes or another structure than the current model's is refused with
+:class:`CheckpointMismatchError` (never silently re-initialised).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import shutil
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
+
+CHECKSUM_KEY = "_checksums"  # meta key of the per-leaf checksums (removed on restore)
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint's files cannot be read or its contents fail the checksum."""
+
+
+class CheckpointWriteError(OSError):
+  """A save failed (disk full, write error); the previous checkpoints are untouched."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint holds a state of another structure or shape than the current model's."""
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+  """(plain, position-weighted) wrapping uint32 sums of the bit patterns of ``x``."""
+  x = jnp.asarray(x)
+  size = x.dtype.itemsize
+  if x.dtype == jnp.bool_:
+    bits = x.astype(jnp.uint32)
+  elif size in (1, 2, 4):
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[size]
+    bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+  else:  # 8 bytes: two uint32 words per element
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+  bits = bits.reshape(-1)
+  pos = jnp.arange(bits.shape[0], dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * pos, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _checksums(tree: Any) -> list:
+  return [_leaf_checksum(x) for x in jax.tree.leaves(tree)]
+
+
+def checksums(tree: Any) -> list[list[int]]:
+  """Per-leaf [plain, weighted] checksums of ``tree`` (JSON-ready ints)."""
+  return [[int(v) for v in np.asarray(c)] for c in jax.device_get(_checksums(tree))]
+
+
+def _path_str(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+  return {_path_str(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _abstract(tree: Any, shardings: Any) -> Any:
@@ -50,9 +112,13 @@ class Checkpointer:
       cleanup_tmp_directories=not read_only,
     )
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-      self.directory, options=options, item_names=("state", "data", "meta")
-    )
+    # Handlers registered up front, so item_metadata can read a step before any restore.
+    handlers = {
+      "state": ocp.StandardCheckpointHandler(),
+      "data": ocp.JsonCheckpointHandler(),
+      "meta": ocp.JsonCheckpointHandler(),
+    }
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -61,13 +127,56 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
-    """Starts saving (returns once the arrays are copied off the devices)."""
+    """Starts saving (returns once the arrays are copied off the devices).
+
+    ``meta`` is stored with the state's checksums (see the module docstring).
+    """
+    meta = {**meta, CHECKSUM_KEY: checksums(state)}
     args = ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=ocp.args.JsonSave(data_state),
       meta=ocp.args.JsonSave(meta),
     )
-    self._manager.save(int(step), args=args, force=True)
+    try:
+      self._manager.save(int(step), args=args, force=True)
+    except Exception as err:  # e.g. OSError ENOSPC: disk full
+      raise CheckpointWriteError(
+        f"saving checkpoint step {step} to {self.directory} failed ({type(err).__name__}: "
+        f"{str(err)[:200]}); the previous checkpoint (step {self.latest_step()}) is intact and a "
+        "restart resumes from it. Free space or fix the directory, then rerun."
+      ) from err
+
+  def check_compatible(self, step: int, like: Any) -> None:
+    """Raises CheckpointMismatchError if ``step`` holds another structure or shapes than ``like``.
+
+    Raises CorruptCheckpointError if its metadata cannot be read.
+    """
+    try:
+      tree = self._manager.item_metadata(int(step)).state.tree
+      saved = {k: tuple(v.shape) for k, v in _flat(tree).items()}
+    except Exception as err:  # any read failure means a damaged checkpoint
+      raise CorruptCheckpointError(
+        f"checkpoint step {step} in {self.directory}: metadata unreadable ({type(err).__name__}: "
+        f"{str(err)[:200]})"
+      ) from err
+    wanted = {k: tuple(v.shape) for k, v in _flat(like).items()}
+    where = f"checkpoint step {step} in {self.directory}"
+    missing, extra = sorted(set(wanted) - set(saved)), sorted(set(saved) - set(wanted))
+    if missing or extra:
+      raise CheckpointMismatchError(
+        f"{where} holds another state structure than the configured model/optimizer: "
+        f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}, unexpected "
+        f"{extra[:4]}{' ...' if len(extra) > 4 else ''}. Use the config the run was started "
+        "with, or a fresh workdir."
+      )
+    diff = [(k, saved[k], wanted[k]) for k in wanted if saved[k] != wanted[k]]
+    if diff:
+      shown = ", ".join(f"{k}: saved {a}, model {b}" for k, a, b in diff[:4])
+      raise CheckpointMismatchError(
+        f"{where} was written by a model of another shape ({len(diff)} arrays differ: {shown}"
+        f"{' ...' if len(diff) > 4 else ''}). Use the config the run was started with "
+        "(model.* fields), or a fresh workdir."
+      )
 
   def restore(self, step: int | None, like: Any, shardings: Any) -> tuple[Any, dict, dict]:
     """(state, data_state, meta) of ``step`` (latest if None), placed like ``shardings``.
@@ -77,13 +186,60 @@ class Checkpointer:
     step = self.latest_step() if step is None or step < 0 else int(step)
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    self.check_compatible(step, like)
     args = ocp.args.Composite(
       state=ocp.args.StandardRestore(_abstract(like, shardings)),
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore(),
     )
-    out = self._manager.restore(step, args=args)
-    return out.state, out.data, out.meta
+    where = f"checkpoint step {step} in {self.directory}"
+    try:
+      out = self._manager.restore(step, args=args)
+      meta = dict(out.meta)
+      data_state = out.data
+    except Exception as err:  # any read failure means a damaged checkpoint
+      raise CorruptCheckpointError(
+        f"{where}: unreadable ({type(err).__name__}: {str(err)[:200]})"
+      ) from err
+    expected = meta.pop(CHECKSUM_KEY, None)
+    if not isinstance(data_state, dict):
+      raise CorruptCheckpointError(f"{where}: data or meta item damaged")
+    if expected is not None:
+      got = checksums(out.state)
+      if got != expected:
+        names = list(_flat(out.state))
+        bad = [n for n, a, b in zip(names, got, expected, strict=False) if a != b]
+        raise CorruptCheckpointError(
+          f"{where}: checksum mismatch in {len(bad) or 'the number of'} arrays "
+          f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})"
+        )
+    return out.state, data_state, meta
+
+  def restore_latest(
+    self, like: Any, shardings: Any, warn: Callable[[str], None] = print
+  ) -> tuple[Any, dict, dict] | None:
+    """(state, data_state, meta) of the newest good checkpoint, or None if there is none.
+
+    Damaged checkpoints (CorruptCheckpointError) are moved aside to
+    ``<directory>.corrupt/<step>`` with a ``warn`` naming each; a checkpoint of
+    another model shape raises CheckpointMismatchError.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return self.restore(step, like, shardings)
+      except CorruptCheckpointError as err:
+        moved = self._quarantine(step)
+        warn(f"WARNING: skipped damaged checkpoint: {err}; moved it to {moved}")
+    return None
+
+  def _quarantine(self, step: int) -> str:
+    """Moves step's directory out of the managed directory (kept for inspection)."""
+    target = os.path.join(self.directory + ".corrupt", f"{step}.{int(time.time() * 1000)}")
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    self._manager.reload()
+    return target
 
   def wait(self) -> None:
     """Blocks until the pending save is on disk."""

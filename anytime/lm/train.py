@@ -135,6 +135,9 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
   counts = model_lib.param_counts(mcfg)
   plan = make_plan(cfg, counts["non_embedding"])
   optim.validate(cfg.opt, plan.total_steps)
+  nan_step = cfg.get("debug_nan_step", 0)
+  if isinstance(nan_step, bool) or not isinstance(nan_step, int) or nan_step < 0:
+    _fail("debug_nan_step", nan_step, "expected an integer >= 0 (0 = off)")
   if int(cfg.opt.warmup_steps) >= plan.total_steps:
     _fail("opt.warmup_steps", cfg.opt.warmup_steps, f"must be < the run's {plan.total_steps} steps")
   mesh_shape = sharding_lib.resolve_mesh_shape(cfg.mesh, jax.device_count())
@@ -167,8 +170,11 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
   return mcfg, plan, mesh_shape
 
 
-def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int):
-  """The pure functions (init, train_step, eval_loss) that Trainer jits."""
+def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int, poison: bool = False):
+  """The pure functions (init, train_step, eval_loss) that Trainer jits.
+
+  ``poison`` (the ``debug_nan_step`` hook) makes the loss, hence every gradient, NaN.
+  """
 
   def init_fn():
     model = model_lib.build(mcfg, seed=seed)
@@ -177,10 +183,18 @@ def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int):
 
   def step_fn(state, batch):
     params = state["params"]
-    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
+
+    def loss_of(p):
+      loss = model_lib.loss_fn(graphdef, p, batch)
+      return loss * jnp.float32(jnp.nan) if poison else loss  # NaN loss and gradients
+
+    loss, grads = jax.value_and_grad(loss_of)(params)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     params = optax.apply_updates(params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": optim.current_lr(opt_state)}
+    skips = optim.nonfinite_skips(opt_state)
+    if skips is not None:
+      metrics.update(skips)
     return {"params": params, "opt_state": opt_state}, metrics
 
   def eval_fn(params, batch):
@@ -218,6 +232,15 @@ class Trainer:
       donate_argnums=0,
     )
     self.eval_step = jax.jit(eval_fn, in_shardings=(param_sh, batch_sh), out_shardings=rep)
+    self.poisoned_step = None  # the debug_nan_step hook's train_step (compiled on first use)
+    if cfg.get("debug_nan_step", 0):
+      poisoned = make_functions(self.graphdef, self.tx, mcfg, cfg.seed, poison=True)[1]
+      self.poisoned_step = jax.jit(
+        poisoned,
+        in_shardings=(self.shardings, batch_sh),
+        out_shardings=(self.shardings, rep),
+        donate_argnums=0,
+      )
 
   def abstract_batch(self, rows: int) -> dict:
     shape = (rows, self.mcfg.seq_len)
@@ -284,9 +307,17 @@ def _restore(trainer: Trainer, cfg, workdir: str, plan: Plan, log):
     async_save=cfg.async_checkpoints,
   )
   if ckpt.latest_step() is not None:
-    state, data_state, meta = ckpt.restore(None, trainer.abstract, trainer.shardings)
-    log(f"resumed from {ckpt.directory} at step {meta['step']}")
-    return state, data_state, int(meta["step"]), ckpt
+    # The newest good checkpoint; damaged ones are skipped with a warning, one of
+    # another model shape raises CheckpointMismatchError (docs/reliability.md).
+    restored = ckpt.restore_latest(trainer.abstract, trainer.shardings, warn=log)
+    if restored is not None:
+      state, data_state, meta = restored
+      log(f"resumed from {ckpt.directory} at step {meta['step']}")
+      return state, data_state, int(meta["step"]), ckpt
+    raise checkpoint_lib.CorruptCheckpointError(
+      f"every checkpoint in {ckpt.directory} is damaged (moved to {ckpt.directory}.corrupt); "
+      "nothing to resume from. Rerun to start afresh, or restore a copy."
+    )
   if cfg.init_from:
     source = checkpoint_lib.Checkpointer(
       os.path.join(cfg.init_from, "checkpoints"), read_only=True, async_save=False
@@ -367,7 +398,14 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
     fetched = jax.device_get(pending)
     pending = []
     for s, m in fetched:
-      if not np.isfinite(m["loss"]):
+      if m.get("skipped", False):  # opt.skip_nonfinite_updates: params and averages untouched
+        log(
+          f"WARNING: skipped the non-finite update of step {s} (loss {m['loss']}, grad norm "
+          f"{m['grad_norm']:.3g}); {int(m['skips'])} skipped so far"
+        )
+        writer.write("train", {"kind": "skip", "step": s, "skips": int(m["skips"])})
+        continue
+      if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
         ckpt.close()
         raise NonFiniteLossError(
           f"training loss is {m['loss']} at step {s} (lr {m['lr']:.3g}, grad norm "
@@ -378,9 +416,12 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
 
   try:
     while step < plan.total_steps:
+      step_fn = compiled
+      if trainer.poisoned_step is not None and step + 1 == cfg.debug_nan_step:
+        step_fn = trainer.poisoned_step  # the debug hook: a NaN loss and gradients
       for _ in range(cfg.grad_accum):
         batch = sharding_lib.global_batch(next(data_iter), trainer.mesh)
-        state, metrics = compiled(state, batch)
+        state, metrics = step_fn(state, batch)
       step += 1
       pending.append((step, metrics))
       is_eval = step in plan.eval_steps
@@ -392,7 +433,7 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
       is_log = step % cfg.log_every == 0 or step == plan.total_steps or step == meter.start_step + 1
       if is_log or is_eval or is_save:
         check_finite()
-      if is_log:
+      if is_log and last:  # last: the latest applied (finite) update's metrics
         line, record = meter.update(step, last)
         log(line)
         writer.write("train", record)
