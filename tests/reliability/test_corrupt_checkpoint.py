@@ -73,7 +73,14 @@ def _garble_meta(step_dir):
 
 
 @pytest.mark.parametrize(
-  "corrupt", [_truncate, _empty, _garble_data, _garble_meta], ids=lambda f: f.__name__[1:]
+  "corrupt",
+  [
+    pytest.param(_truncate, marks=pytest.mark.slow),
+    _empty,
+    _garble_data,
+    pytest.param(_garble_meta, marks=pytest.mark.slow),
+  ],
+  ids=lambda f: f.__name__[1:],
 )
 def test_damaged_latest_checkpoint_is_skipped_and_resume_is_exact(base, tmp_path, corrupt):
   base_dir, final_state = base

@@ -37,6 +37,7 @@ def test_nan_at_chosen_step_stops_naming_it(tmp_path):
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state)))
 
 
+@pytest.mark.slow
 def test_skip_guard_skips_counts_and_logs(tmp_path):
   workdir = str(tmp_path)
   logs = []
