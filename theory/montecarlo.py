@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 
 from theory.problems import Problem
-from theory.recursion import _check_record_steps, _check_steps, _rho_array, lr_array
+from theory.recursion import _check_record_steps, _check_steps, _rho_array, lr_array, record
 
 __all__ = ["MonteCarlo", "simulate_sgd"]
 
@@ -82,14 +82,9 @@ def _simulate(keys, lam, wstar, lrs, rho, rec_flag, sigma, *, batch, rademacher,
     if track_avg:
       ebar = ebar + r * (e - ebar)
 
-    def write(outs):
-      o_last, o_avg = outs
-      o_last = lax.dynamic_update_index_in_dim(o_last, risk(e), j, axis=1)
-      if track_avg:
-        o_avg = lax.dynamic_update_index_in_dim(o_avg, risk(ebar), j, axis=1)
-      return o_last, o_avg
-
-    o_last, o_avg = lax.cond(flag > 0, write, lambda outs: outs, (o_last, o_avg))
+    o_last, o_avg = record(
+      (o_last, o_avg), flag, j, lambda: risk(e), (lambda: risk(ebar)) if track_avg else None
+    )
     return (e, ebar, j + flag, o_last, o_avg), None
 
   steps = lrs.shape[0]

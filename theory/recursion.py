@@ -173,19 +173,32 @@ def _scan(lam, weight, m0, lrs_t, rho, rec_flag, coef, inv_b, sigma2, *, track_a
       mbar = mbar + r * ((r - 2.0) * mbar + 2.0 * (1.0 - r) * q + r * m_new)
       c = q + r * (m_new - q)
 
-    def write(outs):
-      o_last, o_avg = outs
-      o_last = lax.dynamic_update_index_in_dim(o_last, risk(m_new), j, axis=1)
-      if track_avg:
-        o_avg = lax.dynamic_update_index_in_dim(o_avg, risk(mbar), j, axis=1)
-      return o_last, o_avg
-
-    o_last, o_avg = lax.cond(flag > 0, write, lambda outs: outs, (o_last, o_avg))
+    o_last, o_avg = record(
+      (o_last, o_avg), flag, j, lambda: risk(m_new), (lambda: risk(mbar)) if track_avg else None
+    )
     return (m_new, c, mbar, j + flag, o_last, o_avg), None
 
   init = (m, m if track_avg else m[:, :0], m if track_avg else m[:, :0], 0, out_last, out_avg)
   (m, _, _, _, out_last, out_avg), _ = lax.scan(body, init, (lrs_t, rho, rec_flag))
   return out_last, out_avg
+
+
+def record(outs, flag, j, last_fn, avg_fn=None):
+  """Writes ``last_fn()`` (and ``avg_fn()``) into column ``j`` of ``outs`` when ``flag > 0``.
+
+  Shared by the recursion and the Monte-Carlo scans: the risks are computed
+  only at recorded steps (inside the ``lax.cond``), into buffers of one column
+  per record.
+  """
+
+  def write(outs):
+    o_last, o_avg = outs
+    o_last = lax.dynamic_update_index_in_dim(o_last, last_fn(), j, axis=1)
+    if avg_fn is not None:
+      o_avg = lax.dynamic_update_index_in_dim(o_avg, avg_fn(), j, axis=1)
+    return o_last, o_avg
+
+  return lax.cond(flag > 0, write, lambda outs: outs, outs)
 
 
 def _mark_divergence(last: np.ndarray, avg: np.ndarray | None):
