@@ -29,7 +29,7 @@ import ml_collections
 
 # Proportional-EMA averages of the paper (anytime.averaging.proportional_ema(gamma)).
 PAPER_AVERAGES = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
-SWEEPS = ("150m", "300m", "mini", "smoke")
+SWEEPS = ("150m", "300m", "mini", "demo", "smoke")
 
 
 def _method(lrs, b2s, enabled=True) -> ml_collections.ConfigDict:
@@ -86,8 +86,8 @@ def _paper(model: str) -> ml_collections.ConfigDict:
 
 def _mini() -> ml_collections.ConfigDict:
   """The CPU miniature (docs/sweeps.md): about 3 h of this 2-core machine."""
-  # Peak LRs half a decade apart; session 1 ran {1e-3, 3e-3} and cosine chose its top (1e-2) at 1-4x,
-  # so every method now also gets 1e-2 and cosine 3e-2 at short horizons: each optimum is bracketed.
+  # Peak LRs half a decade apart. Session 1 ran {1e-3, 3e-3} and cosine chose its top (1e-2) at
+  # 1-4x, so every method now also gets 1e-2 and cosine 3e-2 at short horizons: optima bracketed.
   s = _base("mini", "nano", (1, 2, 4, 8, 16), lrs=(1e-3, 3e-3, 1e-2), b2s=(0.95,))
   s.lm_overrides = (
     "model.d_model=48",  # d 48, 2 layers, 2 heads, MLP 192: 55.6k non-embedding params
@@ -103,12 +103,40 @@ def _mini() -> ml_collections.ConfigDict:
   )  # 16x = 17.7M tokens = 1.6 epochs
   s.cosine.extra_lrs = (3e-2,)  # short horizons like larger peaks
   s.cosine.extra_lrs_max_horizon = 4.0
-  s.schedule_free.lrs = (3e-3, 1e-2)  # 1e-3 is too small for every method here (saves 16x of compute)
+  s.schedule_free.lrs = (
+    3e-3,
+    1e-2,
+  )  # 1e-3 is too small for every method here (saves 16x of compute)
   s.inverse_sqrt.offsets = (1080.0,)  # 4x Chinchilla, as the paper's best 51.2k ~ 4.1 x 12.5k
   s.noise.seeds = (1,)
   s.noise.horizons = (1, 8)
   s.noise.methods = ("cosine",)  # add "constant" for the anytime side (+16x of training)
   s.noise.lr = 3e-3
+  return s
+
+
+def _demo() -> ml_collections.ConfigDict:
+  """`make demo`'s LM part: the mini comparison shrunk to a few minutes, fixed peak LRs."""
+  s = _base("demo", "nano", (1, 2, 4), lrs=(1e-2,), b2s=(0.95,))
+  s.lm_overrides = (
+    "model.d_model=32",  # d 32, 2 layers, 2 heads, MLP 128: 24.8k non-embedding params
+    "model.num_heads=2",
+    "model.mlp_dim=128",
+    "batch_size=16",  # 16 x 128 = 2,048 tokens per step
+    "steps_per_chinchilla=240",  # 1x = 492k tokens = 19.8 tokens per non-embedding param
+    "opt.warmup_steps=50",
+    "eval_batches=8",  # 8 x 16 x 128 = 16.4k validation tokens per evaluation
+    "eval_points=12",  # log-spaced evaluations besides the horizons
+    "checkpoint_every=0",  # only the horizon checkpoints (WSD branches start from them)
+    "data.tokenizer_vocab_size=1024",
+  )
+  s.averages = ("pema6.25", "pema25")
+  s.main_average = "pema25"
+  s.cosine.lrs = (1e-2,)  # the mini grid's choice at short horizons
+  s.constant.lrs = (3e-3,)  # ... and for constant + EMA (results/mini)
+  s.wsd.lrs = (3e-3,)
+  s.inverse_sqrt.enabled = False  # the full miniature has them (results/mini)
+  s.schedule_free.enabled = False
   return s
 
 
@@ -142,6 +170,8 @@ def get_config(arg: str = "150m") -> ml_collections.ConfigDict:
     return _paper(arg)
   if arg == "mini":
     return _mini()
+  if arg == "demo":
+    return _demo()
   if arg == "smoke":
     return _smoke()
   raise ValueError(f"sweep {arg!r} is unknown; allowed: {SWEEPS}.")
