@@ -137,3 +137,17 @@ def test_trainer_validation_is_reported_before_any_run():
 def test_unknown_sweep_name():
   with pytest.raises(ValueError, match=r"sweep 'huge' is unknown; allowed: \('150m'"):
     sc.load_sweep("huge")
+
+
+def test_demo_sweep_is_the_comparison_in_small():
+  """`make demo` part 4: cosine per horizon vs one constant run and its WSD branches, few tokens."""
+  runs = sc.expand(sc.load_sweep("demo"))
+  by_method = {
+    m: sorted(r.horizon for r in runs if r.method == m) for m in {r.method for r in runs}
+  }
+  assert by_method == {"cosine": [1, 2, 4], "constant": [4], "wsd": [1, 2, 4]}
+  # Every WSD branch restores the constant run at 90% of its horizon (240 steps per 1x).
+  assert sorted(r.start_step for r in runs if r.method == "wsd") == [216, 432, 864]
+  assert all(r.parent == "constant_h4_lr0.003_b0.95_s0" for r in runs if r.method == "wsd")
+  # Small enough for a laptop in minutes: under 6M trained tokens in all.
+  assert sum(r.trained_tokens for r in runs) < 6_000_000
