@@ -119,6 +119,7 @@ class Checkpointer:
       "meta": ocp.JsonCheckpointHandler(),
     }
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    self._pending_step: int | None = None  # an asynchronous save still in flight
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -137,14 +138,20 @@ class Checkpointer:
       data=ocp.args.JsonSave(data_state),
       meta=ocp.args.JsonSave(meta),
     )
+    # A failure of the previous asynchronous save surfaces here, named after its own step.
+    self.wait()
     try:
       self._manager.save(int(step), args=args, force=True)
     except Exception as err:  # e.g. OSError ENOSPC: disk full
-      raise CheckpointWriteError(
-        f"saving checkpoint step {step} to {self.directory} failed ({type(err).__name__}: "
-        f"{str(err)[:200]}); the previous checkpoint (step {self.latest_step()}) is intact and a "
-        "restart resumes from it. Free space or fix the directory, then rerun."
-      ) from err
+      raise self._write_error(step, err) from err
+    self._pending_step = int(step)
+
+  def _write_error(self, step: int | None, err: Exception) -> CheckpointWriteError:
+    return CheckpointWriteError(
+      f"saving checkpoint step {step} to {self.directory} failed ({type(err).__name__}: "
+      f"{str(err)[:200]}); the previous checkpoint (step {self.latest_step()}) is intact and a "
+      "restart resumes from it. Free space or fix the directory, then rerun."
+    )
 
   def check_compatible(self, step: int, like: Any) -> None:
     """Raises CheckpointMismatchError if ``step`` holds another structure or shapes than ``like``.
@@ -242,9 +249,15 @@ class Checkpointer:
     return target
 
   def wait(self) -> None:
-    """Blocks until the pending save is on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until the pending save is on disk; CheckpointWriteError if it failed."""
+    step, self._pending_step = self._pending_step, None
+    try:
+      self._manager.wait_until_finished()
+    except Exception as err:  # the background write's error (e.g. ENOSPC), re-raised by Orbax
+      raise self._write_error(step, err) from err
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      self._manager.close()

@@ -34,3 +34,41 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
   np.testing.assert_array_equal(state["w"], [1.0, 1.0, 1.0])
   assert data_state == {"pos": 1} and meta == {"step": 1}
   fresh.close()
+
+
+class _FailedWrite:
+  """A commit future whose background write fails as a full disk does."""
+
+  def result(self, timeout=None):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("surfaces_at", ["wait", "next_save"])
+def test_disk_full_during_async_save_is_a_clear_error(tmp_path, monkeypatch, surfaces_at):
+  """The write fails in Orbax's background thread; the error names the step it belongs to."""
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=2, async_save=True)
+  ckpt.save(1, {"w": jnp.full((3,), 1.0)}, {"pos": 1}, {"step": 1})
+  ckpt.wait()
+  real_async_save = ocp.StandardCheckpointHandler.async_save
+
+  async def failing_async_save(self, *args, **kwargs):
+    await real_async_save(self, *args, **kwargs)
+    return [_FailedWrite()]
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", failing_async_save)
+  ckpt.save(2, {"w": jnp.full((3,), 2.0)}, {"pos": 2}, {"step": 2})  # returns: the write is queued
+  monkeypatch.undo()
+  expected = r"step 2 .*No space left on device.*previous checkpoint \(step 1\) is intact"
+  with pytest.raises(checkpoint_lib.CheckpointWriteError, match=expected):
+    if surfaces_at == "wait":
+      ckpt.wait()
+    else:
+      ckpt.save(3, {"w": jnp.full((3,), 3.0)}, {"pos": 3}, {"step": 3})
+  ckpt.close()
+  rep = sharding_lib.replicated(sharding_lib.make_mesh((1, 1, 1)))
+  fresh = checkpoint_lib.Checkpointer(str(tmp_path), keep=2, async_save=False)
+  assert fresh.all_steps() == [1]
+  state, data_state, _ = fresh.restore_latest({"w": jnp.zeros(3)}, {"w": rep})
+  np.testing.assert_array_equal(state["w"], [1.0, 1.0, 1.0])
+  assert data_state == {"pos": 1}
+  fresh.close()
