@@ -1,0 +1,412 @@
+"""The laws on real LM runs: a dedicated small grid, trained here, fitted and checked.
+
+    .venv/bin/python -m experiments.laws_lm --root runs/laws_lm [--jobs 2]     # train, then fit
+    .venv/bin/python -m experiments.laws_lm --root results/laws/lm/runs --no_train   # refit logs
+
+The grid uses the ``demo`` sweep's model family and data (configs/sweeps.py: 2 layers, the
+stdlib BPE-1024 corpus, batch 16 x 128 tokens) and a horizon unit of 240 steps (491,520 tokens)
+for every width:
+
+A. LR sweeps: cosine to 0.1x peak, warmup 50, at 0.5, 1, 2, 4 units for width 32 (24.9k
+   non-embedding parameters), 1, 2, 4 units for width 48 (55.7k), and at 8 units for width 32
+   (held out); 6 peak LRs half an octave apart (2.5e-3 ... 1.41e-2).
+B. Schedules at width 32, peak 1e-2, 8 units: a constant run (checkpoints at 80% and 90%), the
+   8-unit cosine (from A), WSD branches from the constant run with 10% / 20% cooldowns, linear
+   and 1-sqrt, and the 4-unit cosine (from A) as "cosine at another horizon".
+
+Checks (issue 6's LM "must show"), each printed and written to ``--out``:
+
+1. ``schedule_law.csv``: the multi-power law (and the annealing law) fitted on the constant and
+   8-unit cosine curves predicts the held-out final losses (four WSD cooldowns, 4-unit cosine):
+   relative error of each, and whether the WSD cooldowns are ranked correctly.
+2. ``lr_law.csv``: per (width, budget) the quadratic-in-ln-LR optimum; ``ln LR* = ln C +
+   alpha ln N + beta ln D`` fitted on the other (width, budget) optima predicts the held-out
+   optimum of width 32 at 8 units (error in octaves).
+3. ``equivalent_compute.csv``: ``L(C) = E + A (C/C_ref)^-a`` fitted on width 32's tuned losses
+   at 0.5-4 units; the equivalent compute of the tuned 8-unit checkpoint vs its true compute, and
+   the compute -> LR* power law's LR for it.
+
+``--root`` holds one trainer workdir per run (resumable: finished runs are skipped); with
+``--copy_logs`` the small logs are copied to ``<out>/runs`` so the fits can be rebuilt anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import shutil
+import sys
+
+import numpy as np
+
+from anytime.laws import AnnealingLaw, MultiPowerLaw
+from anytime.laws.continued import fit_loss_compute, fit_power_law
+from anytime.laws.curves import curve_from_records
+from anytime.laws.optimal_lr import fit_lr_law, fit_lr_optimum
+from experiments import sweep as launcher
+from experiments import sweep_common as sc
+
+UNIT_STEPS = 240  # the demo sweep's steps_per_chinchilla: one horizon unit for every width
+WARMUP = 50
+WIDTHS = {32: dict(heads=2, mlp=128), 48: dict(heads=2, mlp=192)}
+LRS = tuple(float(f"{2.5e-3 * 2 ** (k / 2):.4g}") for k in range(6))  # half-octave grid
+FIT_HORIZONS = {32: (0.5, 1.0, 2.0, 4.0), 48: (1.0, 2.0, 4.0)}
+HELD_OUT = (32, 8.0)  # (width, horizon) whose optimum the LR law predicts
+SCHEDULE_WIDTH, SCHEDULE_LR, SCHEDULE_HORIZON = 32, 1e-2, 8.0
+COOLDOWNS = (("wsd10_linear", 0.1, "linear"), ("wsd10_1-sqrt", 0.1, "sqrt"))
+COOLDOWNS += (("wsd20_linear", 0.2, "linear"), ("wsd20_1-sqrt", 0.2, "sqrt"))
+FIT_SCHEDULES = ("constant", "cosine_h8")
+B2 = 0.95
+LOSS_KEY = "raw"
+
+
+def _sweep(width: int):
+  """The demo sweep's settings with the model resized to ``width``."""
+  s = sc.load_sweep("demo")
+  shape = WIDTHS[width]
+  keep = [o for o in s.lm_overrides if not o.startswith(("model.", "steps_per_chinchilla"))]
+  s.lm_overrides = (
+    *keep,
+    f"model.d_model={width}",
+    f"model.num_heads={shape['heads']}",
+    f"model.mlp_dim={shape['mlp']}",
+    f"steps_per_chinchilla={UNIT_STEPS}",
+    "eval_points=16",
+    f"opt.warmup_steps={WARMUP}",
+  )
+  return s
+
+
+def _cosine_name(width: int, horizon: float, lr: float) -> str:
+  return f"w{width}_{sc.run_name('cosine', horizon, lr, B2, 0)}"
+
+
+def grid() -> list[sc.Run]:
+  """Every run of the grid, parents before branches, with stable names."""
+  runs = []
+  no_averages = ("opt.averages", "()")
+  for width in WIDTHS:
+    s = _sweep(width)
+    horizons = FIT_HORIZONS[width] + ((HELD_OUT[1],) if width == HELD_OUT[0] else ())
+    for h in horizons:
+      for lr in LRS:
+        extra = [("horizons", sc._tuple([h])), no_averages]
+        run = sc._run(s, "cosine", h, lr, B2, 0, extra=extra)
+        runs.append(dataclasses.replace(run, name=_cosine_name(width, h, lr)))
+  s = _sweep(SCHEDULE_WIDTH)
+  h = SCHEDULE_HORIZON
+  parent = f"w{SCHEDULE_WIDTH}_constant_h{h:g}_lr{SCHEDULE_LR:g}"
+  starts = sorted({round(h * (1 - frac), 6) for _, frac, _ in COOLDOWNS} | {h})
+  extra = [("horizons", sc._tuple(starts)), no_averages]
+  run = sc._run(s, "constant", h, SCHEDULE_LR, B2, 0, extra=extra)
+  runs.append(dataclasses.replace(run, name=parent))
+  for label, frac, shape in COOLDOWNS:
+    extra = [
+      ("horizons", sc._tuple([h])),
+      no_averages,
+      ("opt.wsd_decay_fraction", f"{frac:g}"),
+      ("opt.wsd_shape", shape),
+      ("init_from", parent),
+    ]
+    run = sc._run(
+      s, "wsd", h, SCHEDULE_LR, B2, 0, extra=extra, parent=parent, branch=h * (1 - frac)
+    )
+    runs.append(dataclasses.replace(run, name=f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"))
+  return runs
+
+
+# ------------------------------------------------------------------------------------------
+# Reading the logs.
+
+
+def _jsonl(path: str) -> list[dict]:
+  from anytime.lm.metrics import read_jsonl
+
+  return read_jsonl(path) if os.path.exists(path) else []
+
+
+def final_loss(root: str, run: sc.Run) -> float | None:
+  """The run's loss at its end, or None if it did not finish (or diverged)."""
+  log = sc.read_eval_log(os.path.join(root, run.name))
+  if log is None or not log.done:
+    return None
+  loss = sc.loss_at_horizon(log, run.horizon, LOSS_KEY)
+  return loss if sc.finite(loss) else None
+
+
+def curve(root: str, run: sc.Run, runs_by_name: dict):
+  """The run's loss curve with its whole LR history (a branch prepends its parent's)."""
+  path = os.path.join(root, run.name)
+  train, evals = _jsonl(os.path.join(path, "train.jsonl")), _jsonl(os.path.join(path, "eval.jsonl"))
+  if run.parent is not None:
+    ppath = os.path.join(root, run.parent)
+
+    def before(records):
+      return [r for r in records if "step" in r and int(r["step"]) <= run.start_step]
+
+    train = before(_jsonl(os.path.join(ppath, "train.jsonl"))) + train
+    evals = before(_jsonl(os.path.join(ppath, "eval.jsonl"))) + evals
+  evals = [r for r in evals if r.get("kind") == "eval"]
+  by_step = {int(r["step"]): r for r in evals}  # a resumed run may log a step twice
+  return curve_from_records(
+    run.name,
+    [by_step[k] for k in sorted(by_step)],
+    loss_key=f"loss/{LOSS_KEY}",
+    lr_records=train,
+    warmup_steps=WARMUP,
+  )
+
+
+# ------------------------------------------------------------------------------------------
+# The three checks.
+
+
+def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list[dict]:
+  by_name = {r.name: r for r in runs}
+  named = {
+    "constant": f"w{SCHEDULE_WIDTH}_constant_h{SCHEDULE_HORIZON:g}_lr{SCHEDULE_LR:g}",
+    "cosine_h8": _cosine_name(SCHEDULE_WIDTH, SCHEDULE_HORIZON, SCHEDULE_LR),
+    "cosine_h4": _cosine_name(SCHEDULE_WIDTH, SCHEDULE_HORIZON / 2, SCHEDULE_LR),
+  }
+  named.update(
+    {label: f"w{SCHEDULE_WIDTH}_{label}_h{SCHEDULE_HORIZON:g}" for label, *_ in COOLDOWNS}
+  )
+  curves = {k: curve(root, by_name[v], by_name) for k, v in named.items()}
+
+  def cut(c):
+    m = c.steps >= min_step
+    return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
+
+  rows = []
+  wsd = [label for label, *_ in COOLDOWNS]
+  for law_cls in (MultiPowerLaw, AnnealingLaw):
+    fitted = law_cls().fit([cut(curves[n]) for n in FIT_SCHEDULES])
+    preds = {}
+    for name, c in curves.items():
+      c = cut(c)
+      pred = fitted.predict(c)
+      preds[name] = pred[-1]
+      rows.append(
+        dict(
+          law=law_cls.__name__,
+          run=name,
+          role="fit" if name in FIT_SCHEDULES else "held-out",
+          final_true=round(float(c.loss[-1]), 5),
+          final_pred=round(float(pred[-1]), 5),
+          final_rel_err=round(float(pred[-1] / c.loss[-1] - 1), 5),
+          mean_abs_rel_err=round(float(np.mean(np.abs(pred / c.loss - 1))), 5),
+        )
+      )
+    true_rank = sorted(wsd, key=lambda n: curves[n].loss[-1])
+    pred_rank = sorted(wsd, key=lambda n: preds[n])
+    for r in rows:
+      if r["law"] == law_cls.__name__:
+        r["wsd_ranking_true"] = " < ".join(true_rank)
+        r["wsd_ranking_pred"] = " < ".join(pred_rank)
+    _plot_schedules(curves, fitted, cut, os.path.join(out, f"schedule_law_{law_cls.__name__}.png"))
+  _write_csv(os.path.join(out, "schedule_law.csv"), rows)
+  return rows
+
+
+def lr_optima(root: str, runs: list[sc.Run]) -> dict:
+  """{(width, horizon): (optimum, [(lr, loss)], run)} from every finished cosine sweep point."""
+  points: dict = {}
+  for r in runs:
+    if r.method != "cosine" or not r.name.startswith("w"):
+      continue
+    width = int(r.name[1:].split("_")[0])
+    loss = final_loss(root, r)
+    if loss is not None:
+      points.setdefault((width, r.horizon), []).append((r.lr, loss, r))
+  optima = {}
+  for key, pts in sorted(points.items()):
+    pts.sort()
+    lrs, losses = [p[0] for p in pts], [p[1] for p in pts]
+    try:
+      opt = fit_lr_optimum(lrs, losses)
+    except ValueError as e:
+      print(f"  {key}: no optimum ({e})")
+      continue
+    optima[key] = (opt, list(zip(lrs, losses, strict=True)), pts[0][2])
+  return optima
+
+
+def lr_law(optima: dict, out: str) -> list[dict]:
+  fit_keys = [k for k in optima if k != HELD_OUT]
+  n = [optima[k][2].params for k in fit_keys]
+  d = [optima[k][2].trained_tokens for k in fit_keys]
+  y = [optima[k][0].log_lr for k in fit_keys]
+  se = [max(optima[k][0].log_lr_se, 1e-3) for k in fit_keys]
+  law = fit_lr_law(n, d, y, se)
+  rows = []
+  for key, (opt, _, run) in optima.items():
+    pred, lo, hi = (float(v) for v in law.predict(run.params, run.trained_tokens, z=2.0))
+    rows.append(
+      dict(
+        width=key[0],
+        horizon=key[1],
+        n=run.params,
+        d=run.trained_tokens,
+        role="held-out" if key == HELD_OUT else "fit",
+        lr_opt=f"{opt.lr:.4g}",
+        lr_opt_low=f"{opt.low:.4g}",
+        lr_opt_high=f"{opt.high:.4g}",
+        lr_law=f"{pred:.4g}",
+        law_band_2sigma=f"{lo:.4g}-{hi:.4g}",
+        error_octaves=round(float(np.log2(pred / opt.lr)), 3),
+        alpha=f"{law.alpha:.3f}+-{law.alpha_se:.3f}",
+        beta=f"{law.beta:.3f}+-{law.beta_se:.3f}",
+      )
+    )
+  _write_csv(os.path.join(out, "lr_law.csv"), rows)
+  _plot_lr(optima, law, os.path.join(out, "lr_law.png"))
+  return rows
+
+
+def equivalent_compute(optima: dict, out: str) -> list[dict]:
+  width, held = HELD_OUT
+  proxies = sorted(k for k in optima if k[0] == width and k != HELD_OUT)
+  compute = [optima[k][2].train_flops for k in proxies]
+  loss_law = fit_loss_compute(compute, [optima[k][0].min_loss for k in proxies])
+  lr_of_c = fit_power_law(compute, [optima[k][0].lr for k in proxies])
+  opt, pts, run = optima[HELD_OUT]
+  best_loss = min(loss for _, loss in pts)  # the checkpoint: the best 8-unit run's final loss
+  c_eq, lo, hi = loss_law.equivalent_compute(best_loss, z=2.0)
+  lr_pred, lr_lo, lr_hi = (float(v) for v in lr_of_c.predict(run.train_flops, z=2.0))
+  rows = [
+    dict(
+      checkpoint=f"w{width} cosine {held:g} units, best LR",
+      loss=round(best_loss, 5),
+      true_compute=f"{run.train_flops:.4g}",
+      equivalent_compute=f"{c_eq:.4g}",
+      band_2sigma=f"{lo:.4g}-{hi:.4g}",
+      rel_err=round(c_eq / run.train_flops - 1, 4),
+      law=" ".join(
+        f"{k}={v:.4g}" for k, v in zip(("E", "A", "a"), loss_law.fit.params, strict=True)
+      ),
+      lr_from_compute=f"{lr_pred:.4g} ({lr_lo:.3g}-{lr_hi:.3g})",
+      lr_opt=f"{opt.lr:.4g}",
+      lr_error_octaves=round(float(np.log2(lr_pred / opt.lr)), 3),
+    )
+  ]
+  _write_csv(os.path.join(out, "equivalent_compute.csv"), rows)
+  return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Output.
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+  print(f"wrote {path}")
+
+
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def _plot_schedules(curves, fitted, cut, path) -> None:
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for (name, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
+    c = cut(c)
+    style = ":" if name in FIT_SCHEDULES else "--"
+    ax.plot(c.steps, c.loss, color=color, lw=2, alpha=0.45, label=name)
+    ax.plot(c.steps, fitted.predict(c), color=color, lw=1, ls=style)
+  ax.set_xscale("log")
+  ax.set(xlabel="step", ylabel="validation loss (thick: data, dotted: fit, dashed: prediction)")
+  ax.set_title(f"{fitted.law.label} fitted on {' + '.join(FIT_SCHEDULES)}", fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _plot_lr(optima, law, path) -> None:
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for i, (key, (opt, pts, run)) in enumerate(sorted(optima.items())):
+    color = plt.cm.viridis(i / max(len(optima) - 1, 1))
+    lrs, losses = zip(*pts, strict=True)
+    ls = "--" if key == HELD_OUT else "-"
+    ax.plot(lrs, losses, "o" + ls, color=color, ms=3, label=f"w{key[0]} {key[1]:g}u")
+    pred = float(law.predict(run.params, run.trained_tokens)[0])
+    ax.axvline(pred, color=color, lw=0.8, ls=":")
+    ax.plot([opt.lr], [opt.min_loss], "k|", ms=12)
+  ax.set_xscale("log")
+  ax.set(xlabel="peak LR (cosine)", ylabel="final validation loss")
+  ax.set_title("loss vs LR per (width, budget); |: fitted optimum, dotted: the LR law", fontsize=9)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def copy_logs(root: str, runs: list[sc.Run], dest: str) -> None:
+  for r in runs:
+    src = os.path.join(root, r.name)
+    if not os.path.isdir(src):
+      continue
+    os.makedirs(os.path.join(dest, r.name), exist_ok=True)
+    for f in ("eval.jsonl", "train.jsonl", "run.json", "config.json"):
+      if os.path.exists(os.path.join(src, f)):
+        shutil.copy2(os.path.join(src, f), os.path.join(dest, r.name, f))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--root", default="runs/laws_lm", help="the runs' workdirs")
+  p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
+  p.add_argument("--jobs", type=int, default=2, help="runs at once")
+  p.add_argument("--no_train", action="store_true", help="only fit the logs under --root")
+  p.add_argument("--only", default="", help="train only runs whose name contains this")
+  p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
+  p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
+  p.add_argument("--dry", action="store_true", help="list the grid and its cost")
+  args = p.parse_args(argv)
+  if args.jobs < 1:
+    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  runs = grid()
+  if args.dry:
+    for r in runs:
+      print(f"{r.name:48s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
+    print(f"{len(runs)} runs, {sum(r.trained_tokens for r in runs) / 1e6:.1f}M tokens")
+    return 0
+  if not args.no_train:
+    todo = [r for r in runs if args.only in r.name]
+    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
+    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+  os.makedirs(args.out, exist_ok=True)
+  if args.copy_logs:
+    copy_logs(args.root, runs, os.path.join(args.out, "runs"))
+  print("\n1. schedule laws (fit: constant + 8-unit cosine):")
+  for r in schedule_law(args.root, runs, args.out, args.min_step):
+    print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
+  optima = lr_optima(args.root, runs)
+  print("\n2. LR law:")
+  for r in lr_law(optima, args.out):
+    print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  print("\n3. equivalent compute:")
+  for r in equivalent_compute(optima, args.out):
+    print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  return 0
+
+
+if __name__ == "__main__":
+  try:
+    sys.exit(main())
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
