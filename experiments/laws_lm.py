@@ -36,6 +36,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import re
 import shutil
 import sys
 
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
   p.add_argument("--jobs", type=int, default=2, help="runs at once")
   p.add_argument("--no_train", action="store_true", help="only fit the logs under --root")
-  p.add_argument("--only", default="", help="train only runs whose name contains this")
+  p.add_argument("--only", default="", help="train only runs whose name matches this regex")
   p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
   p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
   p.add_argument("--dry", action="store_true", help="list the grid and its cost")
@@ -385,7 +386,7 @@ def main(argv=None) -> int:
     print(f"{len(runs)} runs, {sum(r.trained_tokens for r in runs) / 1e6:.1f}M tokens")
     return 0
   if not args.no_train:
-    todo = [r for r in runs if args.only in r.name]
+    todo = [r for r in runs if re.search(args.only, r.name)]
     outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
     print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
   os.makedirs(args.out, exist_ok=True)
