@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -58,7 +59,7 @@ HELD_OUT = (32, 8.0)  # (width, horizon) whose optimum the LR law predicts
 SCHEDULE_WIDTH, SCHEDULE_LR, SCHEDULE_HORIZON = 32, 1e-2, 8.0
 COOLDOWNS = (("wsd10_linear", 0.1, "linear"), ("wsd10_1-sqrt", 0.1, "sqrt"))
 COOLDOWNS += (("wsd20_linear", 0.2, "linear"), ("wsd20_1-sqrt", 0.2, "sqrt"))
-FIT_SCHEDULES = ("constant", "cosine_h8")
+FIT_SETS = (("constant", "cosine_h8"), ("constant", "wsd20_linear"))  # the laws' fit runs
 B2 = 0.95
 LOSS_KEY = "raw"
 
@@ -181,33 +182,41 @@ def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list
     return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
 
   rows = []
-  wsd = [label for label, *_ in COOLDOWNS]
-  for law_cls in (MultiPowerLaw, AnnealingLaw):
-    fitted = law_cls().fit([cut(curves[n]) for n in FIT_SCHEDULES])
-    preds = {}
-    for name, c in curves.items():
-      c = cut(c)
-      pred = fitted.predict(c)
-      preds[name] = pred[-1]
-      rows.append(
-        dict(
-          law=law_cls.__name__,
-          run=name,
-          role="fit" if name in FIT_SCHEDULES else "held-out",
-          final_true=round(float(c.loss[-1]), 5),
-          final_pred=round(float(pred[-1]), 5),
-          final_rel_err=round(float(pred[-1] / c.loss[-1] - 1), 5),
-          mean_abs_rel_err=round(float(np.mean(np.abs(pred / c.loss - 1))), 5),
-        )
-      )
-    true_rank = sorted(wsd, key=lambda n: curves[n].loss[-1])
-    pred_rank = sorted(wsd, key=lambda n: preds[n])
-    for r in rows:
-      if r["law"] == law_cls.__name__:
-        r["wsd_ranking_true"] = " < ".join(true_rank)
-        r["wsd_ranking_pred"] = " < ".join(pred_rank)
-    _plot_schedules(curves, fitted, cut, os.path.join(out, f"schedule_law_{law_cls.__name__}.png"))
+  for fit_set, law_cls in itertools.product(FIT_SETS, (MultiPowerLaw, AnnealingLaw)):
+    rows += _fit_and_predict(curves, fit_set, law_cls, cut, out)
   _write_csv(os.path.join(out, "schedule_law.csv"), rows)
+  return rows
+
+
+def _fit_and_predict(curves, fit_set, law_cls, cut, out) -> list[dict]:
+  rows = []
+  wsd = [label for label, *_ in COOLDOWNS if label not in fit_set]
+  fitted = law_cls().fit([cut(curves[n]) for n in fit_set])
+  preds = {}
+  for name, c in curves.items():
+    c = cut(c)
+    pred = fitted.predict(c)
+    preds[name] = pred[-1]
+    rows.append(
+      dict(
+        fit="+".join(fit_set),
+        law=law_cls.__name__,
+        run=name,
+        role="fit" if name in fit_set else "held-out",
+        final_true=round(float(c.loss[-1]), 5),
+        final_pred=round(float(pred[-1]), 5),
+        final_rel_err=round(float(pred[-1] / c.loss[-1] - 1), 5),
+        mean_abs_rel_err=round(float(np.mean(np.abs(pred / c.loss - 1))), 5),
+      )
+    )
+  true_rank = sorted(wsd, key=lambda n: curves[n].loss[-1])
+  pred_rank = sorted(wsd, key=lambda n: preds[n])
+  for r in rows:
+    r["wsd_ranking_true"] = " < ".join(true_rank)
+    r["wsd_ranking_pred"] = " < ".join(pred_rank)
+    r["ranking_correct"] = true_rank == pred_rank
+  name = f"schedule_law_{law_cls.__name__}_fit-{'+'.join(fit_set)}.png"
+  _plot_schedules(curves, fitted, cut, fit_set, os.path.join(out, name))
   return rows
 
 
@@ -318,17 +327,17 @@ def _pyplot():
   return plt
 
 
-def _plot_schedules(curves, fitted, cut, path) -> None:
+def _plot_schedules(curves, fitted, cut, fit_set, path) -> None:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for (name, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
     c = cut(c)
-    style = ":" if name in FIT_SCHEDULES else "--"
+    style = ":" if name in fit_set else "--"
     ax.plot(c.steps, c.loss, color=color, lw=2, alpha=0.45, label=name)
     ax.plot(c.steps, fitted.predict(c), color=color, lw=1, ls=style)
   ax.set_xscale("log")
   ax.set(xlabel="step", ylabel="validation loss (thick: data, dotted: fit, dashed: prediction)")
-  ax.set_title(f"{fitted.law.label} fitted on {' + '.join(FIT_SCHEDULES)}", fontsize=9)
+  ax.set_title(f"{fitted.law.label} fitted on {' + '.join(fit_set)}", fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -392,15 +401,21 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   if args.copy_logs:
     copy_logs(args.root, runs, os.path.join(args.out, "runs"))
-  print("\n1. schedule laws (fit: constant + 8-unit cosine):")
+  print("\n1. schedule laws:")
   for r in schedule_law(args.root, runs, args.out, args.min_step):
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
   optima = lr_optima(args.root, runs)
+  try:
+    lr_rows = lr_law(optima, args.out)
+    eq_rows = equivalent_compute(optima, args.out)
+  except (ValueError, KeyError) as e:  # grid not finished: the runs are resumable
+    print(f"\n2-3. LR law and equivalent compute: not enough finished runs yet ({e!r})")
+    return 1
   print("\n2. LR law:")
-  for r in lr_law(optima, args.out):
+  for r in lr_rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   print("\n3. equivalent compute:")
-  for r in equivalent_compute(optima, args.out):
+  for r in eq_rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   return 0
 
