@@ -101,8 +101,13 @@ def _mini() -> ml_collections.ConfigDict:
     "data.tokenizer_vocab_size=1024",  # small vocabulary: the unembedding dominates FLOPs
     "data.extra_text_dirs=('<stdlib>/test',)",  # stdlib + its tests: 11.3M train tokens
   )  # 16x = 17.7M tokens = 1.6 epochs
-  s.cosine.extra_lrs = (3e-2,)  # short horizons like larger peaks
-  s.cosine.extra_lrs_max_horizon = 4.0
+  # Second round: with {1e-3, 3e-3, 1e-2} cosine chose 3e-2 at 1-4x and 1e-2 at 8-16x and every
+  # anytime method chose 1e-2, each at its grid's top; 3e-2 for cosine at every horizon and for
+  # constant (+ its WSD branches) brackets the headline comparison.
+  s.cosine.extra_lrs = (3e-2,)
+  s.cosine.extra_lrs_max_horizon = 16.0
+  s.constant.lrs = (1e-3, 3e-3, 1e-2, 3e-2)
+  s.wsd.lrs = (1e-3, 3e-3, 1e-2, 3e-2)
   s.schedule_free.lrs = (
     3e-3,
     1e-2,
