@@ -9,7 +9,7 @@ for every width:
 
 A. LR sweeps: cosine to 0.1x peak, warmup 50, at 0.5, 1, 2, 4 units for width 32 (24.9k
    non-embedding parameters), 1, 2, 4 units for width 48 (55.7k), and at 8 units for width 32
-   (held out); 6 peak LRs half an octave apart (2.5e-3 ... 1.41e-2).
+   (held out); 9 peak LRs half an octave apart (2.5e-3 ... 4e-2).
 B. Schedules at width 32, peak 1e-2, 8 units: a constant run (checkpoints at 80% and 90%), the
    8-unit cosine (from A), WSD branches from the constant run with 10% / 20% cooldowns, linear
    and 1-sqrt, and the 4-unit cosine (from A) as "cosine at another horizon".
@@ -53,7 +53,9 @@ from experiments import sweep_common as sc
 UNIT_STEPS = 240  # the demo sweep's steps_per_chinchilla: one horizon unit for every width
 WARMUP = 50
 WIDTHS = {32: dict(heads=2, mlp=128), 48: dict(heads=2, mlp=192)}
-LRS = tuple(float(f"{2.5e-3 * 2 ** (k / 2):.4g}") for k in range(6))  # half-octave grid
+# Half an octave apart, 2.5e-3 ... 4e-2. The first 6 (up to 1.41e-2) left most optima above the grid
+# (session 2), so the grid goes 4 half-octaves further up.
+LRS = tuple(float(f"{2.5e-3 * 2 ** (k / 2):.4g}") for k in range(9))
 FIT_HORIZONS = {32: (0.5, 1.0, 2.0, 4.0), 48: (1.0, 2.0, 4.0)}
 HELD_OUT = (32, 8.0)  # (width, horizon) whose optimum the LR law predicts
 SCHEDULE_WIDTH, SCHEDULE_LR, SCHEDULE_HORIZON = 32, 1e-2, 8.0
