@@ -12,7 +12,8 @@ The transform, outermost first::
       rules)
 
 Per-group optimizer (muP, per-module LR). When ``model.parameterization`` is
-``mup`` or any ``opt.module_lr`` differs from 1, the AdamW step is replaced by
+``mup``, ``opt.per_group`` is set or any ``opt.module_lr`` differs from 1, the
+AdamW step is replaced by
 
     partition({group: chain(inject_hyperparams(adamw)(learning_rate=schedule,
                                                       eps=eps_g, weight_decay=wd_g),
@@ -185,9 +186,12 @@ def module_lr(opt: Any) -> dict[str, float]:
 
 
 def uses_groups(opt: Any, model: Any = None) -> bool:
-  """Whether the optimizer is the per-group one (muP, or a module_lr other than 1)."""
+  """Whether the optimizer is per-group (muP, opt.per_group, or a module_lr other than 1)."""
   mup = model is not None and model.parameterization == "mup"
-  return mup or any(v != 1.0 for v in module_lr(opt).values())
+  forced = opt.get("per_group", False)
+  if not isinstance(forced, bool):
+    raise ValueError(f"opt.per_group={forced!r} must be True or False.")
+  return mup or forced or any(v != 1.0 for v in module_lr(opt).values())
 
 
 def group_hyperparams(opt: Any, model: Any = None) -> dict[str, dict[str, float]]:

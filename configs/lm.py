@@ -128,6 +128,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.opt.module_lr = ml_collections.ConfigDict(
     dict(embedding=1.0, attention=1.0, mlp=1.0, norm=1.0, readout=1.0)
   )
+  # Use the per-group optimizer even when nothing above asks for it (a standard run that is
+  # to be grown by anytime.lm.growth, whose per-group eps / weight decay live in its state).
+  cfg.opt.per_group = False
   # Weight averages kept during training: pema<gamma> (proportional EMA), ema<decay>, polyak.
   cfg.opt.averages = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
   cfg.opt.averages_dtype = "float32"  # dtype of the stored averages
