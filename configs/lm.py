@@ -91,6 +91,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
   cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
+  # standard | mup (Tensor Programs V for Adam: hidden LR and init ~ base_width/d_model, readout
+  # logits x base_width/d_model, attention q.k * sqrt(base_head_dim)/head_dim; docs/mup.md).
+  cfg.model.parameterization = "standard"
+  cfg.model.base_width = 0  # muP only: the width where muP = standard; 0 = d_model
+  cfg.model.base_head_dim = 0  # muP only: K0 in the attention scale; 0 = base_width / num_heads
 
   # Run length. tokens(1x Chinchilla) = 20 * non-embedding params, i.e.
   # ceil(20 N / (batch_size * seq_len)) steps unless steps_per_chinchilla > 0.
@@ -118,6 +123,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.opt.clip = 1.0  # global-norm gradient clipping threshold; 0 disables
   # Per-module LR multipliers, "regex=mult" on param paths like blocks/0/mlp/up/kernel.
   cfg.opt.lr_multipliers = ()
+  # Per-group LR multipliers (groups from the param path, anytime.optim.param_group), on top of
+  # muP's; any value other than 1 (or muP) switches to the per-group optimizer (optax.partition).
+  cfg.opt.module_lr = ml_collections.ConfigDict(
+    dict(embedding=1.0, attention=1.0, mlp=1.0, norm=1.0, readout=1.0)
+  )
+  # Use the per-group optimizer even when nothing above asks for it (a standard run that is
+  # to be grown by anytime.lm.growth, whose per-group eps / weight decay live in its state).
+  cfg.opt.per_group = False
   # Weight averages kept during training: pema<gamma> (proportional EMA), ema<decay>, polyak.
   cfg.opt.averages = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
   cfg.opt.averages_dtype = "float32"  # dtype of the stored averages

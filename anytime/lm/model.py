@@ -7,6 +7,22 @@ dtype (``bfloat16`` or ``float32``) is separate. Every parameter carries
 logical axis names (``vocab``, ``embed``, ``heads``, ``mlp``, ``norm``) that
 :mod:`anytime.lm.sharding` maps to mesh axes.
 
+Two parameterizations (``ModelConfig.parameterization``):
+
+* ``standard``: every weight N(0, init_std^2) (output projections
+  init_std / sqrt(2 layers)), attention logits q.k / sqrt(K), logits = h W_U.
+* ``mup``: the maximal-update parameterization for Adam (Yang et al. 2022,
+  "Tensor Programs V", arXiv 2203.03466, Table 3 written with the output
+  multiplier of their Table 9). With the width ratio ``r = d_model / base_width``:
+  hidden (matrix-like) weights are initialised with std ``init_std / sqrt(r)``
+  (variance ~ 1/fan_in), attention logits are ``q.k * sqrt(K0) / K`` (1/K
+  instead of 1/sqrt(K); ``K0 = base_head_dim`` makes it the standard scale at
+  the base), and the readout logits are multiplied by ``1 / r``. The embedding,
+  the readout weights and the norm scales keep their width-independent init.
+  The learning-rate and weight-decay side (hidden LR ~ 1/r) is in
+  :mod:`anytime.optim`. At ``d_model == base_width`` (r = 1) and ``K == K0``
+  both parameterizations give the same function.
+
 Shapes in names: B batch, L sequence, D model width, H heads, K head width,
 F MLP width, V vocabulary.
 """
@@ -26,6 +42,7 @@ from flax import nnx
 # non-embedding parameter count of the Chinchilla rule).
 EMBEDDING_PARAMS = ("embed", "unembed")
 ATTENTION = ("einsum", "dot_product", "cudnn")
+PARAMETERIZATIONS = ("standard", "mup")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +60,9 @@ class ModelConfig:
   init_std: float = 0.02
   remat: bool = False  # recompute each block's activations in the backward pass
   attention: str = "einsum"  # "einsum" (fp32 softmax) | "dot_product" | "cudnn" (jax.nn)
+  parameterization: str = "standard"  # "standard" | "mup" (see the module docstring)
+  base_width: int = 0  # muP: the d_model at which muP equals standard; 0 = d_model
+  base_head_dim: int = 0  # muP: K0 of the attention scale sqrt(K0)/K; 0 = base_width/num_heads
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -61,10 +81,56 @@ class ModelConfig:
       raise ValueError(f"model.attention={self.attention!r} must be one of {ATTENTION}.")
     if self.dtype not in ("bfloat16", "float32"):
       raise ValueError(f"model.dtype={self.dtype!r} must be one of 'bfloat16', 'float32'.")
+    if self.parameterization not in PARAMETERIZATIONS:
+      raise ValueError(
+        f"model.parameterization={self.parameterization!r} must be one of {PARAMETERIZATIONS}."
+      )
+    for name in ("base_width", "base_head_dim"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"model.{name}={value!r} must be an integer >= 0 (0 = the default).")
+    if self.parameterization == "standard" and (self.base_width or self.base_head_dim):
+      raise ValueError(
+        f"model.base_width={self.base_width} / model.base_head_dim={self.base_head_dim} only "
+        "apply to model.parameterization='mup'; leave them 0 for 'standard'."
+      )
+    if self.attention != "einsum" and self.parameterization == "mup":
+      raise ValueError(
+        f"model.attention={self.attention!r} uses jax.nn's fixed 1/sqrt(K) scale; "
+        "model.parameterization='mup' needs model.attention='einsum'."
+      )
 
   @property
   def head_dim(self) -> int:
     return self.d_model // self.num_heads
+
+  @property
+  def width_mult(self) -> float:
+    """r = d_model / base_width under muP (1 for standard)."""
+    if self.parameterization != "mup":
+      return 1.0
+    return self.d_model / (self.base_width or self.d_model)
+
+  @property
+  def hidden_init_std(self) -> float:
+    """Init std of the hidden (matrix-like) weights: init_std, / sqrt(r) under muP."""
+    if self.parameterization != "mup":
+      return self.init_std
+    return self.init_std / math.sqrt(self.width_mult)
+
+  @property
+  def attention_scale(self) -> float:
+    """Multiplier of q.k: 1/sqrt(K) (standard), sqrt(K0)/K (muP)."""
+    k = self.head_dim
+    if self.parameterization != "mup":
+      return 1.0 / math.sqrt(k)
+    k0 = self.base_head_dim or max(1, (self.base_width or self.d_model) // self.num_heads)
+    return math.sqrt(k0) / k
+
+  @property
+  def output_mult(self) -> float:
+    """Multiplier of the readout logits: 1 (standard), base_width / d_model (muP)."""
+    return 1.0 / self.width_mult
 
 
 def _init(std: float, axes: tuple[str, ...]):
@@ -111,7 +177,7 @@ class Attention(nnx.Module):
   """Causal multi-head self-attention with QK layer norm and RoPE."""
 
   def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
-    d, std = cfg.d_model, cfg.init_std
+    d, std = cfg.d_model, cfg.hidden_init_std
     out_std = std / math.sqrt(2 * cfg.num_layers)
     self.cfg = cfg
     self.query = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
@@ -137,7 +203,10 @@ class Attention(nnx.Module):
       )
       return self.out(y_BxLxHxK.reshape(b, length, d))
     scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
-    scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
+    if self.cfg.parameterization == "standard":
+      scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
+    else:
+      scores_BxHxLxL = scores_BxHxLxL * self.cfg.attention_scale
     causal_LxL = np.tril(np.ones((length, length), dtype=bool))
     scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
     probs_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(v_BxLxHxK.dtype)
@@ -149,12 +218,19 @@ class Mlp(nnx.Module):
   """GELU MLP without biases: D -> F -> D."""
 
   def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
-    out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
-    self.up = _dense(cfg.d_model, cfg.mlp_dim, ("embed", "mlp"), cfg.init_std, dtype, rngs)
+    std = cfg.hidden_init_std
+    out_std = std / math.sqrt(2 * cfg.num_layers)
+    self.up = _dense(cfg.d_model, cfg.mlp_dim, ("embed", "mlp"), std, dtype, rngs)
     self.down = _dense(cfg.mlp_dim, cfg.d_model, ("mlp", "embed"), out_std, dtype, rngs)
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(x_BxLxD)))
+
+
+def _record(record: dict | None, name: str, x: jax.Array) -> None:
+  """Mean |x| per coordinate into ``record`` (the coordinate check); no-op for None."""
+  if record is not None:
+    record[name] = jnp.mean(jnp.abs(x.astype(jnp.float32)))
 
 
 class Block(nnx.Module):
@@ -166,9 +242,15 @@ class Block(nnx.Module):
     self.mlp_norm = _norm(cfg.d_model, dtype, rngs)
     self.mlp = Mlp(cfg, dtype, rngs)
 
-  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-    x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD))
-    return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+  def __call__(self, x_BxLxD: jax.Array, record: dict | None = None, prefix: str = "") -> jax.Array:
+    attn_BxLxD = self.attn(self.attn_norm(x_BxLxD))
+    _record(record, prefix + "attn_out", attn_BxLxD)
+    x_BxLxD = x_BxLxD + attn_BxLxD
+    mlp_BxLxD = self.mlp(self.mlp_norm(x_BxLxD))
+    _record(record, prefix + "mlp_out", mlp_BxLxD)
+    x_BxLxD = x_BxLxD + mlp_BxLxD
+    _record(record, prefix + "residual", x_BxLxD)
+    return x_BxLxD
 
 
 class Transformer(nnx.Module):
@@ -187,16 +269,38 @@ class Transformer(nnx.Module):
     )
     self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
     self.final_norm = _norm(cfg.d_model, dtype, rngs)
+    # The readout keeps init_std at every width: under muP its 1/r is the output multiplier.
     self.unembed = _dense(
       cfg.d_model, cfg.vocab_size, ("embed", "vocab"), cfg.init_std, dtype, rngs
     )
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+    return self._forward(tokens_BxL, None)
+
+  def activations(self, tokens_BxL: jax.Array) -> dict[str, jax.Array]:
+    """Mean |coordinate| of every layer's output (the coordinate check of Tensor Programs V).
+
+    Keys: ``embed``, ``block{i}/attn_out``, ``block{i}/mlp_out``, ``block{i}/residual``,
+    ``logits``; the forward pass is the one of ``__call__``.
+    """
+    record = {}
+    self._forward(tokens_BxL, record)
+    return record
+
+  def _forward(self, tokens_BxL: jax.Array, record: dict | None) -> jax.Array:
     x_BxLxD = self.embed(tokens_BxL)
-    apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
-    for block in self.blocks:
-      x_BxLxD = apply(block, x_BxLxD)
+    _record(record, "embed", x_BxLxD)
+    if record is not None:
+      for i, block in enumerate(self.blocks):
+        x_BxLxD = block(x_BxLxD, record, f"block{i}/")
+    else:
+      apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
+      for block in self.blocks:
+        x_BxLxD = apply(block, x_BxLxD)
     logits_BxLxV = self.unembed(self.final_norm(x_BxLxD))
+    if self.cfg.parameterization != "standard":
+      logits_BxLxV = logits_BxLxV * jnp.asarray(self.cfg.output_mult, logits_BxLxV.dtype)
+    _record(record, "logits", logits_BxLxV)
     return logits_BxLxV.astype(jnp.float32)
 
 

@@ -73,6 +73,9 @@ def model_config(cfg) -> model_lib.ModelConfig:
     init_std=float(m.init_std),
     remat=bool(m.remat),
     attention=m.attention,
+    parameterization=m.get("parameterization", "standard"),
+    base_width=int(m.get("base_width", 0)),
+    base_head_dim=int(m.get("base_head_dim", 0)),
   )
 
 
@@ -134,7 +137,7 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
     _fail("model.attention", mcfg.attention, "the cudnn kernel needs a GPU; use einsum")
   counts = model_lib.param_counts(mcfg)
   plan = make_plan(cfg, counts["non_embedding"])
-  optim.validate(cfg.opt, plan.total_steps)
+  optim.validate(cfg.opt, plan.total_steps, mcfg)
   nan_step = cfg.get("debug_nan_step", 0)
   if isinstance(nan_step, bool) or not isinstance(nan_step, int) or nan_step < 0:
     _fail("debug_nan_step", nan_step, "expected an integer >= 0 (0 = off)")
@@ -210,7 +213,7 @@ class Trainer:
   def __init__(self, cfg, mcfg: model_lib.ModelConfig, plan: Plan, mesh_shape):
     self.cfg, self.mcfg, self.plan = cfg, mcfg, plan
     self.mesh = sharding_lib.make_mesh(mesh_shape)
-    self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum)
+    self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum, mcfg)
     self.graphdef, abstract_state = model_lib.abstract(mcfg)
     param_sh = sharding_lib.param_shardings(abstract_state, self.mesh)
     init_fn, step_fn, eval_fn = make_functions(self.graphdef, self.tx, mcfg, cfg.seed)
