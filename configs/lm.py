@@ -91,6 +91,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
   cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
+  # Loss head: tokens per chunk of the vocabulary projection + cross-entropy (anytime.lm.losses;
+  # never materialises the B x L x V float32 logits); 0 = the plain full-logits loss.
+  cfg.model.loss_chunk = 1024
 
   # Run length. tokens(1x Chinchilla) = 20 * non-embedding params, i.e.
   # ceil(20 N / (batch_size * seq_len)) steps unless steps_per_chinchilla > 0.
