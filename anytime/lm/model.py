@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from anytime.lm import losses
+
 # Parameter collections that count as "embedding" (excluded from N, the
 # non-embedding parameter count of the Chinchilla rule).
 EMBEDDING_PARAMS = ("embed", "unembed")
@@ -303,6 +305,18 @@ class Transformer(nnx.Module):
     _record(record, "logits", logits_BxLxV)
     return logits_BxLxV.astype(jnp.float32)
 
+  def features(self, tokens_BxL: jax.Array) -> jax.Array:
+    """What the unembedding maps to logits: the final-normed residual x_BxLxD, times the muP
+    readout multiplier (the unembedding has no bias, so scaling its input scales the logits)."""
+    x_BxLxD = self.embed(tokens_BxL)
+    apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
+    for block in self.blocks:
+      x_BxLxD = apply(block, x_BxLxD)
+    x_BxLxD = self.final_norm(x_BxLxD)
+    if self.cfg.parameterization != "standard":
+      x_BxLxD = x_BxLxD * jnp.asarray(self.cfg.output_mult, x_BxLxD.dtype)
+    return x_BxLxD
+
 
 def _apply_block(block: Block, x_BxLxD: jax.Array) -> jax.Array:
   return block(x_BxLxD)
@@ -353,16 +367,30 @@ def forward(graphdef: nnx.GraphDef, params: Any, tokens_BxL: jax.Array) -> jax.A
   return nnx.merge(graphdef, params)(tokens_BxL)
 
 
-def loss_fn(graphdef: nnx.GraphDef, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-  """Mean next-token cross-entropy (nats) of ``batch['targets']`` given ``batch['inputs']``."""
-  logits_BxLxV = forward(graphdef, params, batch["inputs"])
-  losses_BxL = cross_entropy(logits_BxLxV, batch["targets"])
-  return losses_BxL.mean()
+def loss_fn(
+  graphdef: nnx.GraphDef, params: Any, batch: dict[str, jax.Array], *, chunk: int = 0
+) -> jax.Array:
+  """Mean next-token cross-entropy (nats) of ``batch['targets']`` given ``batch['inputs']``.
+
+  ``chunk`` > 0 computes the vocabulary projection and the loss that many tokens at a time
+  (:func:`anytime.lm.losses.mean_cross_entropy`: same value and gradient, no B x L x V logits);
+  0 materialises the float32 logits.
+  """
+  if not chunk:
+    logits_BxLxV = forward(graphdef, params, batch["inputs"])
+    return cross_entropy(logits_BxLxV, batch["targets"]).mean()
+  model = nnx.merge(graphdef, params)
+  x_BxLxD = model.features(batch["inputs"])
+  d = x_BxLxD.shape[-1]
+  return losses.mean_cross_entropy(
+    x_BxLxD.reshape(-1, d),
+    model.unembed.kernel[...],
+    batch["targets"].reshape(-1),
+    chunk=chunk,
+    compute_dtype=model.cfg.dtype,
+  )
 
 
 def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
   """Per-token cross-entropy in float32 (log-sum-exp minus the target logit)."""
-  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
-  lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-  target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
-  return lse_BxL - target_BxL
+  return losses.cross_entropy(logits_BxLxV, targets_BxL)

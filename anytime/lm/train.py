@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -79,6 +80,14 @@ def model_config(cfg) -> model_lib.ModelConfig:
   )
 
 
+def loss_chunk(cfg) -> int:
+  """Tokens per chunk of the loss head (``model.loss_chunk``; 0 = full logits)."""
+  value = cfg.model.get("loss_chunk", 0)
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    _fail("model.loss_chunk", value, "expected an integer >= 0 (0 = full logits)")
+  return value
+
+
 def make_plan(cfg, non_embedding_params: int) -> Plan:
   """Steps of the run, its horizons and evaluation points (validating those fields)."""
   if cfg.unit not in UNITS:
@@ -129,6 +138,7 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
   if check_data:
     data_lib.validate_data_config(cfg.data)
   mcfg = model_config(cfg)
+  loss_chunk(cfg)
   if check_data and cfg.model.vocab_size:
     data_vocab = data_lib.vocab_size(cfg.data)
     if data_vocab > mcfg.vocab_size:
@@ -173,11 +183,20 @@ def validate(cfg, *, check_data: bool = True) -> tuple[model_lib.ModelConfig, Pl
   return mcfg, plan, mesh_shape
 
 
-def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int, poison: bool = False):
+def make_functions(
+  graphdef,
+  tx,
+  mcfg: model_lib.ModelConfig,
+  seed: int,
+  poison: bool = False,
+  loss_chunk: int = 0,
+):
   """The pure functions (init, train_step, eval_loss) that Trainer jits.
 
   ``poison`` (the ``debug_nan_step`` hook) makes the loss, hence every gradient, NaN.
+  ``loss_chunk`` > 0: the loss head runs that many tokens at a time (``model.loss_fn``).
   """
+  loss_of_batch = functools.partial(model_lib.loss_fn, chunk=loss_chunk)
 
   def init_fn():
     model = model_lib.build(mcfg, seed=seed)
@@ -188,7 +207,7 @@ def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int, poison:
     params = state["params"]
 
     def loss_of(p):
-      loss = model_lib.loss_fn(graphdef, p, batch)
+      loss = loss_of_batch(graphdef, p, batch)
       return loss * jnp.float32(jnp.nan) if poison else loss  # NaN loss and gradients
 
     loss, grads = jax.value_and_grad(loss_of)(params)
@@ -202,7 +221,7 @@ def make_functions(graphdef, tx, mcfg: model_lib.ModelConfig, seed: int, poison:
 
   def eval_fn(params, batch):
     params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
-    return model_lib.loss_fn(graphdef, params, batch)
+    return loss_of_batch(graphdef, params, batch)
 
   return init_fn, step_fn, eval_fn
 
@@ -216,7 +235,10 @@ class Trainer:
     self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum, mcfg)
     self.graphdef, abstract_state = model_lib.abstract(mcfg)
     param_sh = sharding_lib.param_shardings(abstract_state, self.mesh)
-    init_fn, step_fn, eval_fn = make_functions(self.graphdef, self.tx, mcfg, cfg.seed)
+    chunk = loss_chunk(cfg)
+    init_fn, step_fn, eval_fn = make_functions(
+      self.graphdef, self.tx, mcfg, cfg.seed, loss_chunk=chunk
+    )
     self.abstract = jax.eval_shape(init_fn)
     self.shardings = {
       "params": param_sh,
@@ -237,7 +259,9 @@ class Trainer:
     self.eval_step = jax.jit(eval_fn, in_shardings=(param_sh, batch_sh), out_shardings=rep)
     self.poisoned_step = None  # the debug_nan_step hook's train_step (compiled on first use)
     if cfg.get("debug_nan_step", 0):
-      poisoned = make_functions(self.graphdef, self.tx, mcfg, cfg.seed, poison=True)[1]
+      poisoned = make_functions(
+        self.graphdef, self.tx, mcfg, cfg.seed, poison=True, loss_chunk=chunk
+      )[1]
       self.poisoned_step = jax.jit(
         poisoned,
         in_shardings=(self.shardings, batch_sh),
