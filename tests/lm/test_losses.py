@@ -1,14 +1,15 @@
 """The chunked loss head: same value and gradient as the plain cross-entropy of full logits."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from anytime.lm import losses
+from anytime.lm import losses, train
 from anytime.lm import model as model_lib
-from anytime.lm import train
 from tests.lm import util
 
 
@@ -44,9 +45,12 @@ def test_chunk_must_be_positive():
     losses.mean_cross_entropy(x, jnp.zeros((3, 5)), jnp.zeros((4,), jnp.int32), chunk=0)
 
 
-def test_model_loss_chunked_equals_full_logits_with_gradients():
+@pytest.mark.parametrize("parameterization", ["standard", "mup"])
+def test_model_loss_chunked_equals_full_logits_with_gradients(parameterization):
   cfg = util.tiny_config()
   mcfg = train.model_config(cfg)
+  if parameterization == "mup":  # width 2x the base: the readout multiplier is 0.5, not 1
+    mcfg = dataclasses.replace(mcfg, parameterization="mup", base_width=mcfg.d_model // 2)
   model = model_lib.build(mcfg, seed=1)
   graphdef, state = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(state)
