@@ -89,9 +89,7 @@ def _mean_ce(x_NxD, w_DxV, targets_N, chunk, compute_dtype):
 
 
 def _mean_ce_fwd(x_NxD, w_DxV, targets_N, chunk, compute_dtype):
-  mean, dx_NxD, dw_DxV = _forward_and_grads(
-    x_NxD, w_DxV, targets_N, chunk, compute_dtype, True
-  )
+  mean, dx_NxD, dw_DxV = _forward_and_grads(x_NxD, w_DxV, targets_N, chunk, compute_dtype, True)
   return mean, (dx_NxD, dw_DxV, targets_N)
 
 

@@ -53,4 +53,3 @@ def test_train_step_compiles_once_per_shape_and_makes_no_host_transfer():
     state, metrics = trainer.train_step(state, half)
   jax.block_until_ready(metrics)
   assert trainer.train_step._cache_size() == 2
-
