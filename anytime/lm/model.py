@@ -290,6 +290,19 @@ class Transformer(nnx.Module):
     return record
 
   def _forward(self, tokens_BxL: jax.Array, record: dict | None) -> jax.Array:
+    logits_BxLxV = self.unembed(self._features(tokens_BxL, record))
+    _record(record, "logits", logits_BxLxV)
+    return logits_BxLxV.astype(jnp.float32)
+
+  def features(self, tokens_BxL: jax.Array) -> jax.Array:
+    """What the unembedding maps to logits (the chunked loss head's input): see ``_features``."""
+    return self._features(tokens_BxL, None)
+
+  def _features(self, tokens_BxL: jax.Array, record: dict | None) -> jax.Array:
+    """The final-normed residual x_BxLxD, times the muP readout multiplier.
+
+    The unembedding has no bias, so scaling its input is scaling the logits.
+    """
     x_BxLxD = self.embed(tokens_BxL)
     _record(record, "embed", x_BxLxD)
     if record is not None:
@@ -299,19 +312,6 @@ class Transformer(nnx.Module):
       apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
       for block in self.blocks:
         x_BxLxD = apply(block, x_BxLxD)
-    logits_BxLxV = self.unembed(self.final_norm(x_BxLxD))
-    if self.cfg.parameterization != "standard":
-      logits_BxLxV = logits_BxLxV * jnp.asarray(self.cfg.output_mult, logits_BxLxV.dtype)
-    _record(record, "logits", logits_BxLxV)
-    return logits_BxLxV.astype(jnp.float32)
-
-  def features(self, tokens_BxL: jax.Array) -> jax.Array:
-    """What the unembedding maps to logits: the final-normed residual x_BxLxD, times the muP
-    readout multiplier (the unembedding has no bias, so scaling its input scales the logits)."""
-    x_BxLxD = self.embed(tokens_BxL)
-    apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
-    for block in self.blocks:
-      x_BxLxD = apply(block, x_BxLxD)
     x_BxLxD = self.final_norm(x_BxLxD)
     if self.cfg.parameterization != "standard":
       x_BxLxD = x_BxLxD * jnp.asarray(self.cfg.output_mult, x_BxLxD.dtype)
