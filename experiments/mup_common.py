@@ -128,20 +128,22 @@ def train(mcfg, opt, data, *, seed: int = 0, params=None):
   return losses, params, graphdef
 
 
+def scan_steps(graphdef, tx, params, opt_state, data):
+  """(losses, params, opt_state) after one update per batch of ``data`` (traceable)."""
+
+  def step(carry, batch):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), data)
+  return losses, params, opt_state
+
+
 def run_steps(graphdef, tx, params, opt_state, data):
-  """(losses, params, opt_state) after one update per batch of ``data`` (jitted scan)."""
-
-  @jax.jit
-  def scan(params, opt_state, data):
-    def step(carry, batch):
-      params, opt_state = carry
-      loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), data)
-    return losses, params, opt_state
-
+  """:func:`scan_steps`, jitted, on host data; losses as float64 numpy."""
+  scan = jax.jit(lambda p, s, d: scan_steps(graphdef, tx, p, s, d))
   losses, params, opt_state = scan(params, opt_state, jax.tree.map(jnp.asarray, data))
   return np.asarray(losses, np.float64), params, opt_state
 
