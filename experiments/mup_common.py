@@ -51,7 +51,9 @@ def data_config(setup: Setup) -> ml_collections.ConfigDict:
   return cfg
 
 
-def model_config(width: int, parameterization: str, setup: Setup) -> model_lib.ModelConfig:
+def model_config(
+  width: int, parameterization: str, setup: Setup, readout_zero_init: bool = False
+) -> model_lib.ModelConfig:
   mup = parameterization == "mup"
   return model_lib.ModelConfig(
     vocab_size=setup.vocab,
@@ -64,6 +66,7 @@ def model_config(width: int, parameterization: str, setup: Setup) -> model_lib.M
     parameterization=parameterization,
     base_width=setup.base_width if mup else 0,
     base_head_dim=setup.base_width // setup.heads if mup else 0,
+    readout_zero_init=readout_zero_init,
   )
 
 
@@ -158,6 +161,9 @@ def eval_loss(graphdef, params, data) -> float:
 
 
 def fit_slope(widths, values) -> float:
-  """Least-squares slope of log(value) vs log(width)."""
-  x, y = np.log(np.asarray(widths, float)), np.log(np.asarray(values, float))
+  """Least-squares slope of log(value) vs log(width); nan unless every value is > 0."""
+  values = np.asarray(values, float)
+  if not np.all(values > 0):  # e.g. zero-initialised logits at init
+    return float("nan")
+  x, y = np.log(np.asarray(widths, float)), np.log(values)
   return float(np.polyfit(x, y, 1)[0])
