@@ -96,6 +96,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.parameterization = "standard"
   cfg.model.base_width = 0  # muP only: the width where muP = standard; 0 = d_model
   cfg.model.base_head_dim = 0  # muP only: K0 in the attention scale; 0 = base_width / num_heads
+  cfg.model.readout_zero_init = False  # readout weights start at 0 (muP practice, TP5 App. D.2)
   # Loss head: tokens per chunk of the vocabulary projection + cross-entropy (anytime.lm.losses;
   # never materialises the B x L x V float32 logits); 0 = the plain full-logits loss.
   cfg.model.loss_chunk = 1024

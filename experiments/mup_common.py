@@ -51,7 +51,9 @@ def data_config(setup: Setup) -> ml_collections.ConfigDict:
   return cfg
 
 
-def model_config(width: int, parameterization: str, setup: Setup) -> model_lib.ModelConfig:
+def model_config(
+  width: int, parameterization: str, setup: Setup, readout_zero_init: bool = False
+) -> model_lib.ModelConfig:
   mup = parameterization == "mup"
   return model_lib.ModelConfig(
     vocab_size=setup.vocab,
@@ -64,6 +66,7 @@ def model_config(width: int, parameterization: str, setup: Setup) -> model_lib.M
     parameterization=parameterization,
     base_width=setup.base_width if mup else 0,
     base_head_dim=setup.base_width // setup.heads if mup else 0,
+    readout_zero_init=readout_zero_init,
   )
 
 
@@ -128,20 +131,22 @@ def train(mcfg, opt, data, *, seed: int = 0, params=None):
   return losses, params, graphdef
 
 
+def scan_steps(graphdef, tx, params, opt_state, data):
+  """(losses, params, opt_state) after one update per batch of ``data`` (traceable)."""
+
+  def step(carry, batch):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), data)
+  return losses, params, opt_state
+
+
 def run_steps(graphdef, tx, params, opt_state, data):
-  """(losses, params, opt_state) after one update per batch of ``data`` (jitted scan)."""
-
-  @jax.jit
-  def scan(params, opt_state, data):
-    def step(carry, batch):
-      params, opt_state = carry
-      loss, grads = jax.value_and_grad(lambda p: model_lib.loss_fn(graphdef, p, batch))(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), data)
-    return losses, params, opt_state
-
+  """:func:`scan_steps`, jitted, on host data; losses as float64 numpy."""
+  scan = jax.jit(lambda p, s, d: scan_steps(graphdef, tx, p, s, d))
   losses, params, opt_state = scan(params, opt_state, jax.tree.map(jnp.asarray, data))
   return np.asarray(losses, np.float64), params, opt_state
 
@@ -156,6 +161,9 @@ def eval_loss(graphdef, params, data) -> float:
 
 
 def fit_slope(widths, values) -> float:
-  """Least-squares slope of log(value) vs log(width)."""
-  x, y = np.log(np.asarray(widths, float)), np.log(np.asarray(values, float))
+  """Least-squares slope of log(value) vs log(width); nan unless every value is > 0."""
+  values = np.asarray(values, float)
+  if not np.all(values > 0):  # e.g. zero-initialised logits at init
+    return float("nan")
+  x, y = np.log(np.asarray(widths, float)), np.log(values)
   return float(np.polyfit(x, y, 1)[0])

@@ -2,13 +2,14 @@
 
 For each parameterization and width (32 ... 256; 2 layers, 4 heads, MLP 4x,
 stdlib BPE-1024, batch 8 x 64 tokens, cosine to 0.1x after a 10% warmup, a
-fixed number of steps = a fixed token budget) the final validation loss is
-measured on a half-octave LR grid. The grid adapts: it starts around the
-previous width's best point and extends by half an octave on a side while the
-best point sits within one step of that edge (at most ``--max_points``). The
-optimum is the quadratic fit of ``anytime.laws.optimal_lr.fit_lr_optimum``
-over the best point and its two neighbours on each side (5 points); diverged runs are dropped.
-The drift is log2(lr*(largest) / lr*(smallest)) in octaves.
+fixed number of steps = a fixed token budget) the final validation loss,
+averaged over ``--seeds`` (init and data order), is measured on a half-octave
+LR grid. The grid adapts: it starts around the previous width's best point and
+extends by half an octave on a side while the best point sits within one step
+of that edge (at most ``--max_points``). The optimum is the quadratic fit of
+``anytime.laws.optimal_lr.fit_lr_optimum`` over the best point and its two
+neighbours on each side (5 points); diverged runs are dropped. The drift is
+log2(lr*(largest) / lr*(smallest)) in octaves.
 
     python -m experiments.mup_lr_transfer --out=results/mup
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -39,29 +41,55 @@ def grid_lr(k: int) -> float:
   return 1e-3 * 2.0 ** (k / 2)
 
 
-def load_log(path: str) -> dict[tuple[str, int, int], dict]:
+def load_log(path: str) -> dict[tuple[str, int, int, int], dict]:
+  """{(parameterization, width, k, seed): record} of the finished points (no seed field: 0)."""
   done = {}
   if os.path.exists(path):
     with open(path) as f:
       for line in f:
         if line.strip():
           r = json.loads(line)
-          done[(r["parameterization"], r["width"], r["k"])] = r
+          r.setdefault("seed", 0)
+          done[(r["parameterization"], r["width"], r["k"], r["seed"])] = r
   return done
 
 
-def run_point(setup, args, parameterization, width, k, data, val) -> dict:
+def mean_points(done: dict, seeds) -> list[dict]:
+  """One point per (parameterization, width, k) finished for every seed: val_loss averaged."""
+  groups: dict[tuple, list[dict]] = {}
+  for (par, width, k, seed), r in done.items():
+    if seed in seeds:
+      groups.setdefault((par, width, k), []).append(r)
+  out = []
+  for (par, width, k), rs in sorted(groups.items()):
+    if len(rs) == len(seeds):
+      losses = [r["val_loss"] for r in rs]
+      out.append(
+        {
+          "parameterization": par,
+          "width": width,
+          "k": k,
+          "lr": grid_lr(k),
+          "val_loss": float(np.mean(losses)),  # nan if any seed diverged
+          "val_loss_seed_spread": float(np.ptp(losses)),
+        }
+      )
+  return out
+
+
+def run_point(setup, args, parameterization, width, k, seed, data, val) -> dict:
   mcfg = mup_common.model_config(width, parameterization, setup)
   opt = mup_common.opt_config(
     grid_lr(k), schedule="cosine", warmup_steps=max(1, args.steps // 10), clip=1.0
   )
   start = time.time()
-  losses, params, graphdef = mup_common.train(mcfg, opt, data, seed=args.seed)
+  losses, params, graphdef = mup_common.train(mcfg, opt, data, seed=seed)
   val_loss = mup_common.eval_loss(graphdef, params, val)
   return {
     "parameterization": parameterization,
     "width": width,
     "k": k,
+    "seed": seed,
     "lr": grid_lr(k),
     "val_loss": val_loss,
     "train_loss_last10": float(np.mean(losses[-10:])),
@@ -88,7 +116,7 @@ def optimum(points: list[dict]):
 def sweep(args, setup) -> None:
   log_path = os.path.join(args.out, "lr_transfer.jsonl")
   done = load_log(log_path)
-  data = mup_common.batches(setup, args.steps, seed=args.seed)
+  data = {seed: mup_common.batches(setup, args.steps, seed=seed) for seed in args.seeds}
   val = mup_common.eval_batches(setup, args.eval_batches)
   centers = dict.fromkeys(PARAMETERIZATIONS, args.start_k)
   for width in args.widths:  # width-major: an interrupted sweep has both parameterizations
@@ -96,23 +124,26 @@ def sweep(args, setup) -> None:
       center = centers[parameterization]
       ks = set(range(center - 2, center + 3))
       while True:
-        for k in sorted(ks):
-          if (parameterization, width, k) in done:
+        for k, seed in itertools.product(sorted(ks), args.seeds):
+          if (parameterization, width, k, seed) in done:
             continue
-          record = run_point(setup, args, parameterization, width, k, data, val)
-          done[(parameterization, width, k)] = record
+          record = run_point(setup, args, parameterization, width, k, seed, data[seed], val)
+          done[(parameterization, width, k, seed)] = record
           with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
           print(json.dumps(record), flush=True)
-        pts = [done[(parameterization, width, k)] for k in sorted(ks)]
+        means = {
+          p["k"]: p
+          for p in mean_points(done, args.seeds)
+          if (p["parameterization"], p["width"]) == (parameterization, width)
+        }
+        pts = [means[k] for k in sorted(ks)]
         finite = [p for p in pts if math.isfinite(p["val_loss"])]
         best = min(finite, key=lambda p: p["val_loss"])["k"] if finite else min(ks)
         grow = set()
         if best - 1 <= min(ks):
           grow.add(min(ks) - 1)
-        if best + 1 >= max(ks) and math.isfinite(
-          done[(parameterization, width, max(ks))]["val_loss"]
-        ):
+        if best + 1 >= max(ks) and math.isfinite(means[max(ks)]["val_loss"]):
           grow.add(max(ks) + 1)
         if not grow or len(ks) >= args.max_points:
           break
@@ -122,7 +153,7 @@ def sweep(args, setup) -> None:
 
 def report(args) -> dict:
   done = load_log(os.path.join(args.out, "lr_transfer.jsonl"))
-  rows = sorted(done.values(), key=lambda r: (r["parameterization"], r["width"], r["k"]))
+  rows = mean_points(done, args.seeds)
   with open(os.path.join(args.out, "lr_transfer.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0]))
     w.writeheader()
@@ -201,7 +232,7 @@ def main(argv=None) -> None:
   parser.add_argument("--eval_batches", type=int, default=16)
   parser.add_argument("--start_k", type=int, default=6, help="first grid centre: lr = 1e-3*2^(k/2)")
   parser.add_argument("--max_points", type=int, default=9)
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--report_only", action="store_true")
   args = parser.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)

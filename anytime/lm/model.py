@@ -19,9 +19,11 @@ Two parameterizations (``ModelConfig.parameterization``):
   instead of 1/sqrt(K); ``K0 = base_head_dim`` makes it the standard scale at
   the base), and the readout logits are multiplied by ``1 / r``. The embedding,
   the readout weights and the norm scales keep their width-independent init.
-  The learning-rate and weight-decay side (hidden LR ~ 1/r) is in
-  :mod:`anytime.optim`. At ``d_model == base_width`` (r = 1) and ``K == K0``
-  both parameterizations give the same function.
+  ``readout_zero_init`` (either parameterization) starts the readout at 0, as
+  Tensor Programs V (appendix D.2) recommends for muP. The learning-rate and
+  weight-decay side (hidden LR ~ 1/r) is in :mod:`anytime.optim`. At
+  ``d_model == base_width`` (r = 1) and ``K == K0`` both parameterizations give
+  the same function.
 
 Shapes in names: B batch, L sequence, D model width, H heads, K head width,
 F MLP width, V vocabulary.
@@ -65,6 +67,7 @@ class ModelConfig:
   parameterization: str = "standard"  # "standard" | "mup" (see the module docstring)
   base_width: int = 0  # muP: the d_model at which muP equals standard; 0 = d_model
   base_head_dim: int = 0  # muP: K0 of the attention scale sqrt(K0)/K; 0 = base_width/num_heads
+  readout_zero_init: bool = False  # readout weights start at 0 (Tensor Programs V, App. D.2)
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -91,6 +94,8 @@ class ModelConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"model.{name}={value!r} must be an integer >= 0 (0 = the default).")
+    if not isinstance(self.readout_zero_init, bool):
+      raise ValueError(f"model.readout_zero_init={self.readout_zero_init!r} must be True or False.")
     if self.parameterization == "standard" and (self.base_width or self.base_head_dim):
       raise ValueError(
         f"model.base_width={self.base_width} / model.base_head_dim={self.base_head_dim} only "
@@ -272,9 +277,10 @@ class Transformer(nnx.Module):
     self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
     self.final_norm = _norm(cfg.d_model, dtype, rngs)
     # The readout keeps init_std at every width: under muP its 1/r is the output multiplier.
-    self.unembed = _dense(
-      cfg.d_model, cfg.vocab_size, ("embed", "vocab"), cfg.init_std, dtype, rngs
-    )
+    # Zero init removes the logits' random init term, which vanishes only like 1/sqrt(width)
+    # under muP and so bends small-width coordinate checks and LR transfer (TP5, App. D.2).
+    readout_std = 0.0 if cfg.readout_zero_init else cfg.init_std
+    self.unembed = _dense(cfg.d_model, cfg.vocab_size, ("embed", "vocab"), readout_std, dtype, rngs)
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
     return self._forward(tokens_BxL, None)

@@ -77,6 +77,7 @@ def model_config(cfg) -> model_lib.ModelConfig:
     parameterization=m.get("parameterization", "standard"),
     base_width=int(m.get("base_width", 0)),
     base_head_dim=int(m.get("base_head_dim", 0)),
+    readout_zero_init=m.get("readout_zero_init", False),  # validated by ModelConfig
   )
 
 
