@@ -24,6 +24,7 @@ the fastest step of each is kept, since on a shared machine noise only ever adds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from anytime.lm import model as model_lib
 from anytime.lm import sharding as sharding_lib
 from anytime.lm import train
 from configs import lm as lm_config
-from experiments import bench_profile
+from experiments import bench_legacy, bench_profile
 
 VOCAB = 4096
 DEFAULT_BATCH = {"nano": 32, "15m": 16, "5m": 32}
@@ -80,8 +81,18 @@ def random_batch(mcfg, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
   return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
 
 
-def jax_variant(cfg, compiler_options: dict | None = None) -> tuple[Callable[[], None], dict]:
-  """(run one train step, info) for the trainer's jitted step of ``cfg``."""
+def jax_variant(
+  cfg, compiler_options: dict | None = None, patch=contextlib.nullcontext
+) -> tuple[Callable[[], None], dict]:
+  """(run one train step, info) for the trainer's jitted step of ``cfg``.
+
+  The step is traced and compiled inside ``patch()`` (experiments.bench_legacy: old code).
+  """
+  with patch():
+    return _jax_variant(cfg, compiler_options)
+
+
+def _jax_variant(cfg, compiler_options: dict | None) -> tuple[Callable[[], None], dict]:
   mcfg, plan, mesh_shape = train.validate(cfg, check_data=False)
   trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
   batch = sharding_lib.global_batch(random_batch(mcfg, plan.micro_batch), trainer.mesh)
@@ -157,20 +168,23 @@ def torch_available() -> str | None:
 
 def bench_preset(preset: str, batch: int, args, peak: float) -> None:
   base = bench_config(preset, batch)
+  none = contextlib.nullcontext
   specs: dict[str, tuple] = {
-    "jax (trainer)": (base, None),
-    "jax, full logits": (bench_config(preset, batch, **{"model.loss_chunk": 0}), None),
+    "jax (trainer)": (base, None, none),
+    "jax, full logits": (bench_config(preset, batch, **{"model.loss_chunk": 0}), None, none),
+    "jax, seq-major attn": (base, None, bench_legacy.sequence_major_attention),
     "jax, dot_product attn": (
       bench_config(preset, batch, **{"model.attention": "dot_product"}),
       None,
+      none,
     ),
-    "jax, xla fast math": (base, {"xla_cpu_enable_fast_math": True}),
-    "jax + 1 average": (bench_config(preset, batch, **{"opt.averages": ("pema25",)}), None),
-    "jax + 5 averages": (bench_config(preset, batch, **{"opt.averages": AVERAGES_5}), None),
+    "jax, xla fast math": (base, {"xla_cpu_enable_fast_math": True}, none),
+    "jax + 1 average": (bench_config(preset, batch, **{"opt.averages": ("pema25",)}), None, none),
+    "jax + 5 averages": (bench_config(preset, batch, **{"opt.averages": AVERAGES_5}), None, none),
   }
   variants, infos = {}, {}
-  for name, (cfg, options) in specs.items():
-    variants[name], infos[name] = jax_variant(cfg, options)
+  for name, (cfg, options, patch) in specs.items():
+    variants[name], infos[name] = jax_variant(cfg, options, patch)
   reason = None if args.torch else "--no_torch"
   reason = reason or torch_available()
   if reason is None:
@@ -205,10 +219,8 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
       f"  {name:<24}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
       f"{flops_s / peak:>7.1%}{seconds / t_ref:>22.3f}"
     )
-  for r in (1, 5):
-    print(
-      f"  averaging overhead, {r} average(s): {best[f'jax + {r} average' + ('s' if r > 1 else '')] / t_ref - 1:+.1%}"
-    )
+  for name in ("jax + 1 average", "jax + 5 averages"):
+    print(f"  averaging overhead, {name[6:]}: {best[name] / t_ref - 1:+.1%}")
 
 
 def main(argv=None) -> None:
