@@ -11,11 +11,14 @@ so only the step is timed; the data pipeline is experiments.bench_data):
 * the trainer's own jitted train step (anytime.lm.train.Trainer.train_step, the state donated)
   as configured (loss_chunk 1024, einsum attention, no averages), and the variants that measure
   one change each: the full-logits loss (loss_chunk 0, the step before the chunked loss head),
+  the attention before head-major operands (experiments.bench_legacy),
   jax.nn.dot_product_attention, XLA fast math, and 1 and 5 weight averages (opt.averages);
 * the same model in plain PyTorch (experiments.torch_reference), eager and torch.compile'd,
-  after checking it has the same parameter count;
+  after asserting the same parameter count and, with the JAX model's weights copied in, the
+  same loss (within 1e-4);
 * tokens/s, model FLOP/s (anytime.lm.model.flops_per_token), MFU against the matmul rate, and
-  every variant's speed relative to the trainer's step.
+  our tokens/s over each row's (the trainer's step time over the row's: > 1 means the row is
+  slower than the trainer; for the averages, 1 + the overhead).
 
 Variants are timed in interleaved rounds (each round runs every variant's steps back to back);
 the fastest step of each is kept, since on a shared machine noise only ever adds time.
@@ -145,6 +148,32 @@ def torch_variant(cfg, compile: bool) -> tuple[Callable[[], None], dict]:
   }
 
 
+def check_same_model(mcfg, batch: int) -> tuple[float, float]:
+  """(JAX loss, PyTorch loss) of the same weights on the same batch; asserts they agree.
+
+  The JAX model's initial parameters are copied into experiments.torch_reference, so a
+  difference in the architecture (not just in the init) shows up as a different loss.
+  """
+  import torch
+  from flax import nnx
+
+  from experiments import torch_reference
+
+  graphdef, params = nnx.split(model_lib.build(mcfg, seed=0), nnx.Param)
+  params = nnx.to_pure_dict(params)
+  b = random_batch(mcfg, batch, seed=1)
+  jax_loss = float(model_lib.loss_fn(graphdef, params, b))
+  model = torch_reference.Transformer(mcfg)
+  torch_reference.load_jax_params(model, params)
+  inputs, targets = (torch.from_numpy(b[k].astype(np.int64)) for k in ("inputs", "targets"))
+  with torch.no_grad():
+    torch_loss = float(torch_reference.loss(model, inputs, targets))
+  assert abs(jax_loss - torch_loss) < 1e-4, (
+    f"same weights, different loss: {jax_loss} vs {torch_loss}"
+  )
+  return jax_loss, torch_loss
+
+
 def time_rounds(variants: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict:
   """Fastest single step of each variant over interleaved rounds of ``steps`` steps."""
   best = dict.fromkeys(variants, np.inf)
@@ -197,7 +226,12 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
     f"train step compiled {ref['compiles']} time(s)"
   )
   if reason is None:
+    same = check_same_model(train.model_config(base), batch)
+    print(
+      f"  same weights in both: loss jax {same[0]:.6f}, torch {same[1]:.6f} (asserted within 1e-4)"
+    )
     tp = infos["torch eager"]["params"]
+    assert tp == ref["params"], f"parameter counts differ: torch {tp:,} vs jax {ref['params']:,}"
     print(
       f"  PyTorch reference: {tp:,} params ({'same' if tp == ref['params'] else 'DIFFERENT'}), "
       f"{infos['torch eager']['threads']} threads; first loss torch "
@@ -210,14 +244,14 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
   t_ref = best["jax (trainer)"]
   print(
     f"  {'variant':<24}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}"
-    f"{'trainer speed / this':>22}"
+    f"{'ours / this, tokens/s':>23}"
   )
   for name, seconds in best.items():
     tokens_s = ref["tokens"] / seconds
     flops_s = tokens_s * ref["flops_per_token"]
     print(
       f"  {name:<24}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
-      f"{flops_s / peak:>7.1%}{seconds / t_ref:>22.3f}"
+      f"{flops_s / peak:>7.1%}{seconds / t_ref:>23.3f}"
     )
   for name in ("jax + 1 average", "jax + 5 averages"):
     print(f"  averaging overhead, {name[6:]}: {best[name] / t_ref - 1:+.1%}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,6 +111,37 @@ def param_count(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
 
 
+def load_jax_params(model: Transformer, params) -> None:
+  """Copies the JAX model's parameters (``nnx.to_pure_dict`` of anytime.lm.model) into ``model``.
+
+  Flax kernels are [in, out], torch Linear weights [out, in]; everything else maps one to one.
+  """
+
+  def put(dst: torch.Tensor, src, transpose: bool = False) -> None:
+    value = torch.from_numpy(np.array(src, dtype=np.float32))
+    dst.data.copy_(value.T if transpose else value)
+
+  put(model.embed.weight, params["embed"]["embedding"])
+  put(model.unembed.weight, params["unembed"]["kernel"], transpose=True)
+  put(model.final_norm.weight, params["final_norm"]["scale"])
+  for i, block in enumerate(model.blocks):
+    p = params["blocks"][i]
+    put(block.attn_norm.weight, p["attn_norm"]["scale"])
+    put(block.mlp_norm.weight, p["mlp_norm"]["scale"])
+    for name in ("query", "key", "value", "out"):
+      put(getattr(block.attn, name).weight, p["attn"][name]["kernel"], transpose=True)
+    put(block.attn.q_norm.weight, p["attn"]["q_norm"]["scale"])
+    put(block.attn.k_norm.weight, p["attn"]["k_norm"]["scale"])
+    put(block.up.weight, p["mlp"]["up"]["kernel"], transpose=True)
+    put(block.down.weight, p["mlp"]["down"]["kernel"], transpose=True)
+
+
+def loss(model: Transformer, inputs_BxL: torch.Tensor, targets_BxL: torch.Tensor) -> torch.Tensor:
+  """Mean next-token cross-entropy (nats), as anytime.lm.model.loss_fn."""
+  logits_BxLxV = model(inputs_BxL)
+  return F.cross_entropy(logits_BxLxV.view(-1, logits_BxLxV.shape[-1]), targets_BxL.view(-1))
+
+
 def make_train_step(cfg: model_lib.ModelConfig, *, lr=1e-3, b2=0.95, clip=1.0, compile=False):
   """(model, step(inputs_BxL, targets_BxL) -> loss tensor): one AdamW update per call."""
   torch.manual_seed(0)
@@ -117,10 +149,9 @@ def make_train_step(cfg: model_lib.ModelConfig, *, lr=1e-3, b2=0.95, clip=1.0, c
   opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, b2), eps=1e-8, weight_decay=0.0)
 
   def loss_and_grads(inputs_BxL, targets_BxL):
-    logits_BxLxV = model(inputs_BxL)
-    loss = F.cross_entropy(logits_BxLxV.view(-1, logits_BxLxV.shape[-1]), targets_BxL.view(-1))
-    loss.backward()
-    return loss
+    value = loss(model, inputs_BxL, targets_BxL)
+    value.backward()
+    return value
 
   fwd_bwd = torch.compile(loss_and_grads) if compile else loss_and_grads
 
