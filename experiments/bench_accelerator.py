@@ -2,6 +2,7 @@
 
   python -m experiments.bench_accelerator                       # 150m and 300m, 1 and 8 devices
   python -m experiments.bench_accelerator --presets=150m --meshes=1,1,1
+  python -m experiments.bench_accelerator --meshes=1,1,1 --remat --grad_accum 16   # fit 1 device
 
 For each preset at the paper's batch (configs/lm.py: 256 x 1024 tokens for 150m, 512 x 1024 for
 300m; bfloat16 compute, float32 parameters, AdamW, the default five weight averages), the
