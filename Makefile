@@ -35,6 +35,7 @@ format: $(STAMP)
 # optional extra: .venv/bin/pip install -e '.[bench]' (skipped with a note otherwise).
 bench: $(STAMP)
 	$(PY) -m experiments.bench_trainer
+	$(PY) -m experiments.bench_diagnose
 	$(PY) -m experiments.bench_averaging
 	$(PY) -m experiments.bench_data
 	$(PY) -m experiments.bench_accelerator
