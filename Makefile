@@ -31,8 +31,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The performance suite (docs/performance.md). The PyTorch rows of bench_trainer need the
+# optional extra: .venv/bin/pip install -e '.[bench]' (skipped with a note otherwise).
 bench: $(STAMP)
+	$(PY) -m experiments.bench_trainer
+	$(PY) -m experiments.bench_diagnose
 	$(PY) -m experiments.bench_averaging
+	$(PY) -m experiments.bench_data
+	$(PY) -m experiments.bench_accelerator
+	$(PY) -m experiments.theory_bench --settings 0 --bench_dir /tmp/anytime_theory_bench
+	$(PY) -m experiments.theory_fig3 --out /tmp/anytime_fig3
 
 lock: $(STAMP)
 	{ echo "# Exact versions CI and 'make' install (pip -c). Regenerate with: make lock"; \

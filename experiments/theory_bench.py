@@ -11,6 +11,7 @@ skipped. The summary prints ratios measured in this run set.
   python -m experiments.theory_bench                  # all six settings (~4-6 min each, full)
   python -m experiments.theory_bench --settings 0,1   # a subset (indices into PAPER_SETTINGS)
   python -m experiments.theory_bench --summary        # only aggregate existing CSVs
+  python -m experiments.theory_bench --settings 0 --bench_dir /tmp/tb   # a fresh measurement
 """
 
 from __future__ import annotations
@@ -101,13 +102,14 @@ def main(argv=None) -> None:
   ap.add_argument("--steps", type=int, default=C.PAPER_STEPS)
   ap.add_argument("--dim", type=int, default=C.PAPER_DIM)
   ap.add_argument("--summary", action="store_true")
+  ap.add_argument("--bench_dir", default=BENCH_DIR, help="where the per-setting CSVs go")
   args = ap.parse_args(argv)
   idx = [int(i) for i in args.settings.split(",") if i != ""]
   paths = []
   for i in idx:
     a, b = C.PAPER_SETTINGS[i]
     path = os.path.join(
-      BENCH_DIR, f"full_vs_compressed_a{a}_b{b:.2f}_d{args.dim}_T{args.steps}.csv"
+      args.bench_dir, f"full_vs_compressed_a{a}_b{b:.2f}_d{args.dim}_T{args.steps}.csv"
     )
     if not os.path.exists(path) and not args.summary:
       t0 = time.time()
@@ -118,7 +120,7 @@ def main(argv=None) -> None:
   if not paths:
     return
   rows = summary(paths)
-  C.write_csv(os.path.join(BENCH_DIR, f"summary_d{args.dim}_T{args.steps}.csv"), rows)
+  C.write_csv(os.path.join(args.bench_dir, f"summary_d{args.dim}_T{args.steps}.csv"), rows)
   print(
     f"{'a':>4} {'b':>4} {'maxrel_last':>11} {'maxrel_avg':>10} {'t_full':>7} {'t_comp':>6} "
     f"{'speedup':>7} {'full coord-steps/s':>18} {'groups':>6}"
