@@ -166,3 +166,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.debug_nan_step = 0
   cfg.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul at start (CPU)
   return cfg
+
+
+def override(cfg: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+  """Sets ``{"opt.lr": 1e-3, ...}`` (dotted keys) on ``cfg`` in place and returns it."""
+  for key, value in overrides.items():
+    node = cfg
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return cfg

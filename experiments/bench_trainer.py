@@ -69,13 +69,7 @@ def bench_config(preset: str, batch: int, **overrides):
   cfg.data.vocab_size = VOCAB
   cfg.opt.averages = ()
   cfg.peak_flops = 1.0  # no start-up measurement: this script measures its own reference
-  for key, value in overrides.items():
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return cfg
+  return lm_config.override(cfg, overrides)
 
 
 def random_batch(mcfg, batch: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -19,13 +19,7 @@ def tiny_config(**overrides):
   cfg.log_every = 4
   cfg.checkpoint_every = 0
   cfg.peak_flops = 1e9  # skip the matmul measurement
-  for key, value in overrides.items():
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return cfg
+  return lm_config.override(cfg, overrides)
 
 
 def train_steps(cfg, steps):
