@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from anytime.laws import optimal_lr
+from anytime.lm.metrics import read_jsonl
 from experiments import mup_common
 
 PARAMETERIZATIONS = ("standard", "mup")
@@ -44,13 +45,9 @@ def grid_lr(k: int) -> float:
 def load_log(path: str) -> dict[tuple[str, int, int, int], dict]:
   """{(parameterization, width, k, seed): record} of the finished points (no seed field: 0)."""
   done = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        if line.strip():
-          r = json.loads(line)
-          r.setdefault("seed", 0)
-          done[(r["parameterization"], r["width"], r["k"], r["seed"])] = r
+  for r in read_jsonl(path):
+    r.setdefault("seed", 0)
+    done[(r["parameterization"], r["width"], r["k"], r["seed"])] = r
   return done
 
 

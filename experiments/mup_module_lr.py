@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from anytime import optim
+from anytime.lm.metrics import read_jsonl
 from experiments import mup_common
 
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -93,14 +94,11 @@ def main(argv=None) -> None:
   os.makedirs(args.out, exist_ok=True)
   setup = mup_common.Setup()
   log_path = os.path.join(args.out, "module_lr.jsonl")
-  done = {}
-  if os.path.exists(log_path):
-    with open(log_path) as f:
-      for line in f:
-        if line.strip():
-          r = json.loads(line)
-          if (r["width"], r["lr"]) == (args.width, args.lr):
-            done[(r["setting"], r["seed"])] = r
+  done = {
+    (r["setting"], r["seed"]): r
+    for r in read_jsonl(log_path)
+    if (r["width"], r["lr"]) == (args.width, args.lr)
+  }
   data = {seed: mup_common.batches(setup, args.steps, seed=seed) for seed in args.seeds}
   val = mup_common.eval_batches(setup, args.eval_batches)
 
