@@ -91,6 +91,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
   cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
+  # einsum attention in this many query blocks, skipping the key blocks the causal mask would
+  # zero (about (n + 1) / 2n of the L x L work, same function); 1 = the full L x L scores.
+  cfg.model.causal_blocks = 1
   # standard | mup (Tensor Programs V for Adam: hidden LR and init ~ base_width/d_model, readout
   # logits x base_width/d_model, attention q.k * sqrt(base_head_dim)/head_dim; docs/mup.md).
   cfg.model.parameterization = "standard"

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anytime.lm import losses as losses_lib
 from anytime.lm import model as model_lib
 
 
@@ -47,3 +48,65 @@ def sequence_major_attention():
     yield
   finally:
     model_lib.Attention.__call__ = current
+
+
+def _attention_3d(self, x_BxLxD):
+  """Attention.__call__ before the 2-D projections: q, k, v and out applied on B x L x D."""
+  b, length, d = x_BxLxD.shape
+  h, k = self.cfg.num_heads, self.cfg.head_dim
+  q_BxLxHxK = self.q_norm(self.query(x_BxLxD)).reshape(b, length, h, k)
+  k_BxLxHxK = self.k_norm(self.key(x_BxLxD)).reshape(b, length, h, k)
+  v_BxLxHxK = self.value(x_BxLxD).reshape(b, length, h, k)
+  q_BxLxHxK = model_lib.rope(q_BxLxHxK, self.cfg.rope_base)
+  k_BxLxHxK = model_lib.rope(k_BxLxHxK, self.cfg.rope_base)
+  q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (
+    x.transpose(0, 2, 1, 3) for x in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK)
+  )
+  y_BxHxLxK = model_lib.causal_attention(
+    q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, self.cfg.attention_scale, self.cfg.causal_blocks
+  )
+  return self.out(y_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, length, d))
+
+
+def _mlp_3d(self, x_BxLxD):
+  """Mlp.__call__ before the 2-D projections."""
+  return self.down(jax.nn.gelu(self.up(x_BxLxD)))
+
+
+@contextlib.contextmanager
+def three_d_projections():
+  """Every projection (q, k, v, out, up, down) on B x L x D, as before the 2-D change."""
+  current = model_lib.Attention.__call__, model_lib.Mlp.__call__
+  model_lib.Attention.__call__, model_lib.Mlp.__call__ = _attention_3d, _mlp_3d
+  try:
+    yield
+  finally:
+    model_lib.Attention.__call__, model_lib.Mlp.__call__ = current
+
+
+def _consecutive_chunks(x_NxD, targets_N, chunk):
+  """losses._chunks before the strided layout: chunk k = rows k C .. (k + 1) C - 1."""
+  n = x_NxD.shape[0]
+  k = -(-n // chunk)
+  pad = k * chunk - n
+  valid_N = jnp.ones((n,), jnp.bool_)
+  if pad:
+    x_NxD = jnp.pad(x_NxD, ((0, pad), (0, 0)))
+    targets_N = jnp.pad(targets_N, (0, pad))
+    valid_N = jnp.pad(valid_N, (0, pad))
+  return x_NxD.reshape(k, chunk, -1), targets_N.reshape(k, chunk), valid_N.reshape(k, chunk)
+
+
+def _consecutive_unchunk(a_KxCxD, n):
+  return a_KxCxD.reshape(-1, a_KxCxD.shape[-1])[:n]
+
+
+@contextlib.contextmanager
+def consecutive_loss_chunks():
+  """The chunked loss head before the strided layout (its scan axis lands on a data mesh)."""
+  current = losses_lib._chunks, losses_lib._unchunk
+  losses_lib._chunks, losses_lib._unchunk = _consecutive_chunks, _consecutive_unchunk
+  try:
+    yield
+  finally:
+    losses_lib._chunks, losses_lib._unchunk = current

@@ -9,10 +9,13 @@ so only the step is timed; the data pipeline is experiments.bench_data):
 
 * the roofline reference: the best dense fp32 matmul rate of this process (jnp.dot, a few sizes);
 * the trainer's own jitted train step (anytime.lm.train.Trainer.train_step, the state donated)
-  as configured (loss_chunk 1024, einsum attention, no averages), and the variants that measure
-  one change each: the full-logits loss (loss_chunk 0, the step before the chunked loss head),
-  the attention before head-major operands (experiments.bench_legacy),
-  jax.nn.dot_product_attention, XLA fast math, and 1 and 5 weight averages (opt.averages);
+  as configured (loss_chunk 1024, einsum attention, no averages, one CPU device), and the
+  variants that measure one change each: the full-logits loss (loss_chunk 0, the step before
+  the chunked loss head), the attention before head-major operands (experiments.bench_legacy),
+  jax.nn.dot_product_attention, XLA fast math, block-causal attention (model.causal_blocks 2),
+  one XLA device per core (the trainer's ``--cpu_devices=-1``: a data mesh over the cores),
+  both together (the "CPU setup"), and 1 and 5 weight averages (opt.averages) on one device
+  and on the CPU setup;
 * the same model in plain PyTorch (experiments.torch_reference), eager and torch.compile'd,
   after asserting the same parameter count and, with the JAX model's weights copied in, the
   same loss (within 1e-4);
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -45,6 +49,12 @@ from experiments import bench_legacy, bench_profile
 VOCAB = 4096
 DEFAULT_BATCH = {"nano": 32, "15m": 16, "5m": 32}
 AVERAGES_5 = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
+CPU_SETUP = {"model.causal_blocks": 2}  # with mesh (devices, 1, 1): see cpu_setup()
+
+
+def cpu_setup(**overrides) -> dict:
+  """Overrides of the recommended CPU set-up: a data mesh over every device, block-causal."""
+  return {"mesh": (jax.device_count(), 1, 1), **CPU_SETUP, **overrides}
 
 
 def matmul_peak(sizes=(256, 512, 1024, 2048), reps: int = 10) -> dict[int, float]:
@@ -69,6 +79,7 @@ def bench_config(preset: str, batch: int, **overrides):
   cfg.data.vocab_size = VOCAB
   cfg.opt.averages = ()
   cfg.peak_flops = 1.0  # no start-up measurement: this script measures its own reference
+  cfg.mesh = (1, 1, 1)  # one device unless overridden (the process may have one per core)
   return lm_config.override(cfg, overrides)
 
 
@@ -79,17 +90,17 @@ def random_batch(mcfg, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def jax_variant(
-  cfg, compiler_options: dict | None = None, patch=contextlib.nullcontext
+  cfg, compiler_options: dict | None = None, patch=contextlib.nullcontext, cost: bool = False
 ) -> tuple[Callable[[], None], dict]:
   """(run one train step, info) for the trainer's jitted step of ``cfg``.
 
   The step is traced and compiled inside ``patch()`` (experiments.bench_legacy: old code).
   """
   with patch():
-    return _jax_variant(cfg, compiler_options)
+    return _jax_variant(cfg, compiler_options, cost)
 
 
-def _jax_variant(cfg, compiler_options: dict | None) -> tuple[Callable[[], None], dict]:
+def _jax_variant(cfg, compiler_options: dict | None, cost: bool) -> tuple[Callable[[], None], dict]:
   mcfg, plan, mesh_shape = train.validate(cfg, check_data=False)
   trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
   batch = sharding_lib.global_batch(random_batch(mcfg, plan.micro_batch), trainer.mesh)
@@ -112,6 +123,10 @@ def _jax_variant(cfg, compiler_options: dict | None) -> tuple[Callable[[], None]
     "first_loss": float(carry["loss"]),
     "compiles": trainer.train_step._cache_size(),
   }
+  if cost:  # XLA's count of the step's memory traffic: deterministic, unlike the clock
+    analysis = trainer.compile_train_step().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    info["bytes_accessed"] = float(analysis.get("bytes accessed", np.nan))
   return step, info
 
 
@@ -169,10 +184,15 @@ def check_same_model(mcfg, batch: int) -> tuple[float, float]:
 
 
 def time_rounds(variants: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict:
-  """Fastest single step of each variant over interleaved rounds of ``steps`` steps."""
+  """Fastest single step of each variant over interleaved rounds of ``steps`` steps.
+
+  A pause before each variant lets the previous one's worker threads (OpenMP's and XLA's
+  spin-wait after their work) go idle, so they do not eat into the next variant's time.
+  """
   best = dict.fromkeys(variants, np.inf)
   for _ in range(rounds):
     for name, step in variants.items():
+      time.sleep(0.3)
       for _ in range(steps):
         start = time.perf_counter()
         step()
@@ -194,21 +214,43 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
   none = contextlib.nullcontext
   specs: dict[str, tuple] = {
     "jax (trainer)": (base, None, none),
+    "jax (trainer), again": (base, None, none),  # the same program twice: the noise floor
     "jax, full logits": (bench_config(preset, batch, **{"model.loss_chunk": 0}), None, none),
     "jax, seq-major attn": (base, None, bench_legacy.sequence_major_attention),
-    "jax, dot_product attn": (
-      bench_config(preset, batch, **{"model.attention": "dot_product"}),
+    "jax, 3-D projections": (base, None, bench_legacy.three_d_projections),
+    "jax, causal_blocks 2": (bench_config(preset, batch, **CPU_SETUP), None, none),
+    "jax, device per core": (
+      bench_config(preset, batch, mesh=(jax.device_count(), 1, 1)),
       None,
       none,
     ),
-    "jax, xla fast math": (base, {"xla_cpu_enable_fast_math": True}, none),
+    "jax (CPU setup)": (bench_config(preset, batch, **cpu_setup()), None, none),
+    "CPU setup, consecutive chunks": (
+      bench_config(preset, batch, **cpu_setup()),
+      None,
+      bench_legacy.consecutive_loss_chunks,
+    ),
     "jax + 1 average": (bench_config(preset, batch, **{"opt.averages": ("pema25",)}), None, none),
     "jax + 5 averages": (bench_config(preset, batch, **{"opt.averages": AVERAGES_5}), None, none),
+    "CPU setup + 1 average": (
+      bench_config(preset, batch, **cpu_setup(**{"opt.averages": ("pema25",)})),
+      None,
+      none,
+    ),
+    "CPU setup + 5 averages": (
+      bench_config(preset, batch, **cpu_setup(**{"opt.averages": AVERAGES_5})),
+      None,
+      none,
+    ),
   }
+  keep = re.compile(args.variants)
+  always = ("jax (trainer)", "jax (trainer), again", "jax (CPU setup)")
+  specs = {k: v for k, v in specs.items() if k in always or keep.search(k)}
   variants, infos = {}, {}
   for name, (cfg, options, patch) in specs.items():
-    variants[name], infos[name] = jax_variant(cfg, options, patch)
-  reason = None if args.torch else "--no_torch"
+    cost = name in ("jax (trainer)", "jax (CPU setup)") or "average" in name
+    variants[name], infos[name] = jax_variant(cfg, options, patch, cost=cost)
+  reason = None if args.torch and keep.search("torch") else "--no_torch or --variants"
   reason = reason or torch_available()
   if reason is None:
     for name, compiled in (("torch eager", False), ("torch.compile", True)):
@@ -234,21 +276,44 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
     )
   else:
     print(f"  PyTorch rows skipped: {reason}")
-  best = time_rounds(variants, args.rounds, args.steps)
+  start = time.perf_counter()
+  variants["jax (trainer)"]()
+  # Short steps get more samples per round (at least ~2 s of each variant per round).
+  steps = max(args.steps, min(8, int(2.0 / (time.perf_counter() - start))))
+  print(f"  timing: {args.rounds} interleaved rounds x {steps} steps per variant, fastest kept")
+  best = time_rounds(variants, args.rounds, steps)
   t_ref = best["jax (trainer)"]
   print(
-    f"  {'variant':<24}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}"
+    f"  {'variant':<30}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}"
     f"{'ours / this, tokens/s':>23}"
   )
   for name, seconds in best.items():
     tokens_s = ref["tokens"] / seconds
     flops_s = tokens_s * ref["flops_per_token"]
     print(
-      f"  {name:<24}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
+      f"  {name:<30}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
       f"{flops_s / peak:>7.1%}{seconds / t_ref:>23.3f}"
     )
-  for name in ("jax + 1 average", "jax + 5 averages"):
-    print(f"  averaging overhead, {name[6:]}: {best[name] / t_ref - 1:+.1%}")
+  for base_name, label in (("jax (trainer)", "one device"), ("jax (CPU setup)", "CPU setup")):
+    prefix = "jax" if base_name == "jax (trainer)" else "CPU setup"
+    for k in (1, 5):
+      name = f"{prefix} + {k} average{'s' * (k > 1)}"
+      if name in best:
+        extra_bytes = infos[name]["bytes_accessed"] / infos[base_name]["bytes_accessed"] - 1
+        extra_time = best[name] / best[base_name] - 1
+        print(
+          f"  averaging overhead, {label}, {k} average(s): step time {extra_time:+.1%}, "
+          f"XLA bytes accessed {extra_bytes:+.1%}"
+        )
+  if "jax (trainer), again" in best:
+    noise = best["jax (trainer), again"] / t_ref - 1
+    print(f"  noise floor: the trainer's step compiled twice, second copy {noise:+.1%}")
+  if "torch eager" in best:
+    for name in ("jax (trainer)", "jax (CPU setup)"):
+      print(
+        f"  {name} / torch eager, tokens/s: {best['torch eager'] / best[name]:.3f}; "
+        f"/ torch.compile: {best['torch.compile'] / best[name]:.3f}"
+      )
 
 
 def main(argv=None) -> None:
@@ -260,16 +325,33 @@ def main(argv=None) -> None:
   ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
   ap.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
   ap.add_argument("--no_torch", dest="torch", action="store_false")
+  ap.add_argument(
+    "--variants",
+    default="",
+    help="regex: time only the variants it matches (plus the trainer and the CPU setup rows), "
+    "e.g. 'average' for the averaging overhead alone; 'torch' keeps the PyTorch rows",
+  )
   ap.add_argument("--profile", default="", help="preset: print where its step's time goes")
+  ap.add_argument(
+    "--cpu_devices",
+    type=int,
+    default=-1,
+    help="XLA CPU devices of this process (-1: one per core), as the trainer's --cpu_devices",
+  )
   args = ap.parse_args(argv)
+  if args.cpu_devices:  # before anything starts the backend
+    cores = len(os.sched_getaffinity(0))
+    jax.config.update("jax_num_cpu_devices", cores if args.cpu_devices == -1 else args.cpu_devices)
   batches = dict(DEFAULT_BATCH)
   for item in filter(None, args.batch.split(",")):
     key, value = item.split("=")
     batches[key] = int(value)
   print(f"devices: {jax.devices()}, load average {os.getloadavg()}")
   if args.profile:
-    cfg = bench_config(args.profile, batches.get(args.profile, 32))
-    bench_profile.print_profile(cfg, random_batch)
+    batch = batches.get(args.profile, 32)
+    for overrides in ({}, cpu_setup()):
+      print(f"\n{args.profile}, overrides {overrides or 'none (one device)'}:")
+      bench_profile.print_profile(bench_config(args.profile, batch, **overrides), random_batch)
     return
   rates = matmul_peak()
   peak = max(rates.values())

@@ -29,7 +29,13 @@ def cross_entropy(logits_NxV: jax.Array, targets_N: jax.Array) -> jax.Array:
 
 
 def _chunks(x_NxD, targets_N, chunk):
-  """(x_KxCxD, targets_KxC, valid_KxC): N padded up to K * C rows; padding rows are invalid."""
+  """(x_KxCxD, targets_KxC, valid_KxC): N padded up to K * C rows; padding rows are invalid.
+
+  Chunk k holds the strided rows k, K + k, 2K + k, ... (row n = c K + k), not C consecutive
+  rows: when N is sharded over the data axes of a mesh, the C axis then carries the sharding
+  and every device works on every scan step (consecutive chunks would put the scanned axis K
+  on the mesh, and XLA gathers it onto every device before the loop).
+  """
   n = x_NxD.shape[0]
   k = -(-n // chunk)
   pad = k * chunk - n
@@ -38,8 +44,16 @@ def _chunks(x_NxD, targets_N, chunk):
     x_NxD = jnp.pad(x_NxD, ((0, pad), (0, 0)))
     targets_N = jnp.pad(targets_N, (0, pad))
     valid_N = jnp.pad(valid_N, (0, pad))
-  shape = (k, chunk)
-  return x_NxD.reshape(*shape, -1), targets_N.reshape(shape), valid_N.reshape(shape)
+
+  def strided(a):
+    return jnp.swapaxes(a.reshape(chunk, k, *a.shape[1:]), 0, 1)
+
+  return strided(x_NxD), strided(targets_N), strided(valid_N)
+
+
+def _unchunk(a_KxCxD, n):
+  """Inverse of ``_chunks`` for one [K, C, D] array: back to [N, D]."""
+  return jnp.swapaxes(a_KxCxD, 0, 1).reshape(-1, a_KxCxD.shape[-1])[:n]
 
 
 def _logits(x_CxD, w_DxV, compute_dtype):
@@ -79,7 +93,7 @@ def _forward_and_grads(x_NxD, w_DxV, targets_N, chunk, compute_dtype, with_grads
   mean = jnp.sum(losses_K) * scale
   if not with_grads:
     return mean, None, None
-  dx_NxD = dx_KxCxD.reshape(-1, x_NxD.shape[-1])[:n]
+  dx_NxD = _unchunk(dx_KxCxD, n)
   return mean, dx_NxD, dw_DxV.astype(w_DxV.dtype)
 
 

@@ -78,6 +78,7 @@ def model_config(cfg) -> model_lib.ModelConfig:
     base_width=int(m.get("base_width", 0)),
     base_head_dim=int(m.get("base_head_dim", 0)),
     readout_zero_init=m.get("readout_zero_init", False),  # validated by ModelConfig
+    causal_blocks=m.get("causal_blocks", 1),  # validated by ModelConfig
   )
 
 

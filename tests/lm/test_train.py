@@ -1,6 +1,8 @@
 """The train loop end to end on the tiny preset: learning, evals, failures, branching."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -213,3 +215,20 @@ def test_optimizer_multipliers_schedule_and_lr_readout():
   with pytest.raises(ValueError, match="lr_multipliers"):
     opt.lr_multipliers = ("embed",)
     optim.make_optimizer(opt, total_steps=10)
+
+
+@pytest.mark.parametrize("flag, devices", [("2", 2), ("-1", len(os.sched_getaffinity(0)))])
+def test_cpu_devices_flag_splits_the_host_into_a_data_mesh(flag, devices):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+  command = [sys.executable, "-m", "anytime.lm", "--config=configs/lm.py:model=tiny"]
+  out = subprocess.run(
+    [*command, f"--cpu_devices={flag}", "--dry_run"], cwd=root, env=env, capture_output=True
+  )
+  assert out.returncode == 0, out.stderr.decode()
+  assert f"'data': {devices}, 'fsdp': 1" in out.stdout.decode()
+  assert f"over {devices} cpu device(s)" in out.stdout.decode()
+  bad = subprocess.run(
+    [*command, "--cpu_devices=-2", "--dry_run"], cwd=root, env=env, capture_output=True
+  )
+  assert bad.returncode != 0 and b"--cpu_devices=-2 must be" in bad.stderr
