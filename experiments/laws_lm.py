@@ -16,15 +16,22 @@ B. Schedules at width 32, peak 1e-2, 8 units: a constant run (checkpoints at 80%
 
 Checks (issue 6's LM "must show"), each printed and written to ``--out``:
 
-1. ``schedule_law.csv``: the multi-power law (and the annealing law) fitted on the constant and
-   8-unit cosine curves predicts the held-out final losses (four WSD cooldowns, 4-unit cosine):
-   relative error of each, and whether the WSD cooldowns are ranked correctly.
+1. ``schedule_law.csv``: the multi-power law (with the library's residual and with the paper's,
+   and the annealing law) fitted on the constant and 8-unit cosine curves predicts the held-out
+   final losses (four WSD cooldowns, 4-unit cosine): relative error of each, and whether the WSD
+   cooldowns are ranked correctly; plus a check that sees only the fit runs (the 8-unit cosine's
+   last point predicted from the rest). The LRs are each run's schedule, exactly (``exact_lrs``).
+   ``--profile`` adds ``multipower_profile.csv``: the fit with (beta, gamma) fixed on a grid.
 2. ``lr_law.csv``: per (width, budget) the quadratic-in-ln-LR optimum; ``ln LR* = ln C +
    alpha ln N + beta ln D`` fitted on the other (width, budget) optima predicts the held-out
    optimum of width 32 at 8 units (error in octaves).
 3. ``equivalent_compute.csv``: ``L(C) = E + A (C/C_ref)^-a`` fitted on width 32's tuned losses
    at 0.5-4 units; the equivalent compute of the tuned 8-unit checkpoint vs its true compute, and
    the compute -> LR* power law's LR for it.
+
+LR sweeps can have several seeds (``--seeds 0,1``; run names end in ``_s<seed>``): the LR law
+fits the final loss averaged over the seeds that finished, per (width, budget, LR), and
+``seed_noise.csv`` gives the seed-1 minus seed-0 differences where both exist.
 
 ``--root`` holds one trainer workdir per run (resumable: finished runs are skipped); with
 ``--copy_logs`` the small logs are copied to ``<out>/runs`` so the fits can be rebuilt anywhere.
@@ -83,22 +90,27 @@ def _sweep(width: int):
   return s
 
 
-def _cosine_name(width: int, horizon: float, lr: float) -> str:
-  return f"w{width}_{sc.run_name('cosine', horizon, lr, B2, 0)}"
+def _cosine_name(width: int, horizon: float, lr: float, seed: int = 0) -> str:
+  return f"w{width}_{sc.run_name('cosine', horizon, lr, B2, seed)}"
 
 
-def grid() -> list[sc.Run]:
-  """Every run of the grid, parents before branches, with stable names."""
+def grid(seeds: tuple[int, ...] = (0,)) -> list[sc.Run]:
+  """Every run of the grid, parents before branches, with stable names.
+
+  ``seeds``: the LR sweeps' seeds (the seed suffix ``_s<seed>`` is part of the name, as in
+  sc.run_name); the schedule runs are seed 0 only.
+  """
+  if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+    raise ValueError(f"seeds={seeds!r} must be distinct integers >= 0, at least one.")
   runs = []
   no_averages = ("opt.averages", "()")
   for width in WIDTHS:
     s = _sweep(width)
     horizons = FIT_HORIZONS[width] + ((HELD_OUT[1],) if width == HELD_OUT[0] else ())
-    for h in horizons:
-      for lr in LRS:
-        extra = [("horizons", sc._tuple([h])), no_averages]
-        run = sc._run(s, "cosine", h, lr, B2, 0, extra=extra)
-        runs.append(dataclasses.replace(run, name=_cosine_name(width, h, lr)))
+    for seed, h, lr in itertools.product(seeds, horizons, LRS):
+      extra = [("horizons", sc._tuple([h])), no_averages]
+      run = sc._run(s, "cosine", h, lr, B2, seed, extra=extra)
+      runs.append(dataclasses.replace(run, name=_cosine_name(width, h, lr, seed)))
   s = _sweep(SCHEDULE_WIDTH)
   h = SCHEDULE_HORIZON
   parent = f"w{SCHEDULE_WIDTH}_constant_h{h:g}_lr{SCHEDULE_LR:g}"
@@ -154,20 +166,57 @@ def curve(root: str, run: sc.Run, runs_by_name: dict):
     evals = before(_jsonl(os.path.join(ppath, "eval.jsonl"))) + evals
   evals = [r for r in evals if r.get("kind") == "eval"]
   by_step = {int(r["step"]): r for r in evals}  # a resumed run may log a step twice
-  return curve_from_records(
+  c = curve_from_records(
     run.name,
     [by_step[k] for k in sorted(by_step)],
     loss_key=f"loss/{LOSS_KEY}",
     lr_records=train,
     warmup_steps=WARMUP,
   )
+  return dataclasses.replace(c, lrs=exact_lrs(run, train)[: c.lrs.size])
+
+
+def exact_lrs(run: sc.Run, train: list[dict]) -> np.ndarray:
+  """The LR of every update 1..total_steps from the run's schedule config (a branch's config
+  is its whole history), checked against the LRs in its train log.
+
+  The log has the LR every 50 steps; interpolating it linearly bends a 1-sqrt cooldown (7% of
+  the peak off at its start) and turns the last warmup step into a 1.8% ramp over the next 50
+  steps (spurious LR increases for the multi-power law).
+  """
+  from anytime import optim
+
+  cfg = sc.lm_config(run.lm_arg, run.overrides)
+  schedule = optim.make_schedule(cfg.opt, run.total_steps)
+  lrs = np.asarray(schedule(np.arange(run.total_steps)), dtype=np.float64)
+  logged = [(int(r["step"]), float(r["lr"])) for r in train if "step" in r and "lr" in r]
+  for step, lr in logged:
+    if not 1 <= step <= lrs.size or abs(lrs[step - 1] - lr) > 1e-5 * cfg.opt.lr:
+      raise ValueError(
+        f"run {run.name!r}: logged lr={lr} at step {step} differs from its schedule's "
+        f"{lrs[step - 1] if 1 <= step <= lrs.size else 'nothing'} (config and log disagree)."
+      )
+  return lrs
 
 
 # ------------------------------------------------------------------------------------------
 # The three checks.
 
 
-def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list[dict]:
+# The laws fitted on the schedule runs: (label, law, fit options). "multipower-paper" is the
+# multi-power paper's own residual (Huber 1e-3 on log loss); the others use the library default
+# (Huber 1e-2 on the relative error).
+SCHEDULE_LAWS = (
+  ("multipower", MultiPowerLaw, {}),
+  ("multipower-paper", MultiPowerLaw, dict(residual="log", f_scale=1e-3)),
+  ("annealing", AnnealingLaw, {}),
+)
+# The multi-power law's annealing shape, fixed on this grid for --profile (the other 5 fitted).
+PROFILE_BETAS, PROFILE_GAMMAS = (0.01, 0.1, 0.5, 2.0, 8.0), (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def schedule_curves(root: str, runs: list[sc.Run], min_step: int) -> dict:
+  """{label: LossCurve} of the schedule comparison, steps >= ``min_step``."""
   by_name = {r.name: r for r in runs}
   named = {
     "constant": f"w{SCHEDULE_WIDTH}_constant_h{SCHEDULE_HORIZON:g}_lr{SCHEDULE_LR:g}",
@@ -178,37 +227,63 @@ def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list
     {label: f"w{SCHEDULE_WIDTH}_{label}_h{SCHEDULE_HORIZON:g}" for label, *_ in COOLDOWNS}
   )
   curves = {k: curve(root, by_name[v], by_name) for k, v in named.items()}
+  return {k: _cut(c, min_step) for k, c in curves.items()}
 
-  def cut(c):
-    m = c.steps >= min_step
-    return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
 
+def _cut(c, low, high=None):
+  m = (c.steps >= low) & (c.steps <= (high if high is not None else c.steps[-1]))
+  return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
+
+
+def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list[dict]:
+  curves = schedule_curves(root, runs, min_step)
   rows = []
-  for fit_set, law_cls in itertools.product(FIT_SETS, (MultiPowerLaw, AnnealingLaw)):
-    rows += _fit_and_predict(curves, fit_set, law_cls, cut, out)
+  for fit_set, law in itertools.product(FIT_SETS, SCHEDULE_LAWS):
+    rows += _fit_and_predict(curves, fit_set, law, out)
+  for law in SCHEDULE_LAWS:
+    rows.append(_first_part_check(curves, law))
   _write_csv(os.path.join(out, "schedule_law.csv"), rows)
   return rows
 
 
-def _fit_and_predict(curves, fit_set, law_cls, cut, out) -> list[dict]:
+def _first_part_check(curves, law) -> dict:
+  """A check that sees only the fit runs: fitted on the constant run and the 8-unit cosine
+  without its last point, the law's prediction of that last point."""
+  label, law_cls, options = law
+  cos = curves["cosine_h8"]
+  fitted = law_cls().fit([curves["constant"], _cut(cos, 0, cos.steps[-2])], **options)
+  pred = fitted.predict(cos)[-1]
+  return dict(
+    fit=f"constant+cosine_h8<={cos.steps[-2]}",
+    law=label,
+    run="cosine_h8",
+    role="fit-run check",
+    final_true=round(float(cos.loss[-1]), 5),
+    final_pred=round(float(pred), 5),
+    final_rel_err=round(float(pred / cos.loss[-1] - 1), 5),
+  )
+
+
+def _fit_and_predict(curves, fit_set, law, out) -> list[dict]:
+  label, law_cls, options = law
   rows = []
-  wsd = [label for label, *_ in COOLDOWNS if label not in fit_set]
-  fitted = law_cls().fit([cut(curves[n]) for n in fit_set])
+  wsd = [name for name, *_ in COOLDOWNS if name not in fit_set]
+  fitted = law_cls().fit([curves[n] for n in fit_set], **options)
   preds = {}
   for name, c in curves.items():
-    c = cut(c)
     pred = fitted.predict(c)
     preds[name] = pred[-1]
     rows.append(
       dict(
         fit="+".join(fit_set),
-        law=law_cls.__name__,
+        law=label,
         run=name,
         role="fit" if name in fit_set else "held-out",
         final_true=round(float(c.loss[-1]), 5),
         final_pred=round(float(pred[-1]), 5),
         final_rel_err=round(float(pred[-1] / c.loss[-1] - 1), 5),
         mean_abs_rel_err=round(float(np.mean(np.abs(pred / c.loss - 1))), 5),
+        at_bound=_at_bound(fitted),
       )
     )
   true_rank = sorted(wsd, key=lambda n: curves[n].loss[-1])
@@ -217,13 +292,56 @@ def _fit_and_predict(curves, fit_set, law_cls, cut, out) -> list[dict]:
     r["wsd_ranking_true"] = " < ".join(true_rank)
     r["wsd_ranking_pred"] = " < ".join(pred_rank)
     r["ranking_correct"] = true_rank == pred_rank
-  name = f"schedule_law_{law_cls.__name__}_fit-{'+'.join(fit_set)}.png"
-  _plot_schedules(curves, fitted, cut, fit_set, os.path.join(out, name))
+  name = f"schedule_law_{label}_fit-{'+'.join(fit_set)}.png"
+  _plot_schedules(curves, fitted, fit_set, os.path.join(out, name))
   return rows
 
 
-def lr_optima(root: str, runs: list[sc.Run]) -> dict:
-  """{(width, horizon): (optimum, [(lr, loss)], run)} from every finished cosine sweep point."""
+def _at_bound(fitted) -> str:
+  r = fitted.result
+  return " ".join(n for n, b in zip(r.names, r.at_bound, strict=True) if b)
+
+
+class _FixedShape(MultiPowerLaw):
+  """The multi-power law with (beta, gamma) fixed: fits L0, A, alpha, B, C."""
+
+  names = MultiPowerLaw.names[:5]
+
+  def __init__(self, beta: float, gamma: float):
+    super().__init__()
+    self.shape = (beta, gamma)
+
+  def predict_from(self, params, feats):
+    return super().predict_from(np.concatenate([params, self.shape]), feats)
+
+  def start(self, curves, feats):
+    init, lower, upper = super().start(curves, feats)
+    return init[:5], lower[:5], upper[:5]
+
+
+def multipower_profile(root: str, runs: list[sc.Run], out: str, min_step: int) -> list[dict]:
+  """Identifiability: the multi-power law fitted on constant + 8-unit cosine with its shape
+  (beta, gamma) fixed on a grid; per point the fit's cost and rmse and the held-out errors."""
+  curves = schedule_curves(root, runs, min_step)
+  fit_set = FIT_SETS[0]
+  rows = []
+  for (label, _, options), beta, gamma in itertools.product(
+    SCHEDULE_LAWS[:2], PROFILE_BETAS, PROFILE_GAMMAS
+  ):
+    fitted = _FixedShape(beta, gamma).fit([curves[n] for n in fit_set], **options)
+    row = dict(residual=label, beta=beta, gamma=gamma, cost=f"{fitted.result.cost:.5g}")
+    row["rmse"] = round(fitted.result.rmse, 6)
+    row["at_bound"] = _at_bound(fitted)
+    for name, c in curves.items():
+      if name not in fit_set:
+        row[name] = round(float(fitted.predict(c)[-1] / c.loss[-1] - 1), 5)
+    rows.append(row)
+  _write_csv(os.path.join(out, "multipower_profile.csv"), rows)
+  return rows
+
+
+def sweep_losses(root: str, runs: list[sc.Run]) -> dict:
+  """{(width, horizon): {lr: {seed: (final loss, run)}}} over every finished cosine sweep run."""
   points: dict = {}
   for r in runs:
     if r.method != "cosine" or not r.name.startswith("w"):
@@ -231,18 +349,61 @@ def lr_optima(root: str, runs: list[sc.Run]) -> dict:
     width = int(r.name[1:].split("_")[0])
     loss = final_loss(root, r)
     if loss is not None:
-      points.setdefault((width, r.horizon), []).append((r.lr, loss, r))
+      points.setdefault((width, r.horizon), {}).setdefault(r.lr, {})[r.seed] = (loss, r)
+  return points
+
+
+def _optimum(key, lrs, losses):
+  try:
+    return fit_lr_optimum(lrs, losses)
+  except ValueError as e:
+    print(f"  {key}: no optimum ({e})")
+    return None
+
+
+def lr_optima(root: str, runs: list[sc.Run]) -> dict:
+  """{(width, horizon): (optimum, [(lr, loss)], run)}: per LR the final loss averaged over the
+  seeds that finished, then the quadratic-in-ln-LR optimum."""
   optima = {}
-  for key, pts in sorted(points.items()):
-    pts.sort()
-    lrs, losses = [p[0] for p in pts], [p[1] for p in pts]
-    try:
-      opt = fit_lr_optimum(lrs, losses)
-    except ValueError as e:
-      print(f"  {key}: no optimum ({e})")
-      continue
-    optima[key] = (opt, list(zip(lrs, losses, strict=True)), pts[0][2])
+  for key, by_lr in sorted(sweep_losses(root, runs).items()):
+    lrs = sorted(by_lr)
+    losses = [float(np.mean([loss for loss, _ in by_lr[lr].values()])) for lr in lrs]
+    opt = _optimum(key, lrs, losses)
+    if opt is not None:
+      run = next(iter(by_lr[lrs[0]].values()))[1]
+      optima[key] = (opt, list(zip(lrs, losses, strict=True)), run)
   return optima
+
+
+def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
+  """Per sweep run at seeds 0 and 1: the final-loss difference per LR, its std over the sweep,
+  and each seed's own optimum (written to ``seed_noise.csv``)."""
+  rows = []
+  for key, by_lr in sorted(sweep_losses(root, runs).items()):
+    pairs = [(lr, s[1][0] - s[0][0]) for lr, s in sorted(by_lr.items()) if {0, 1} <= set(s)]
+    if len(pairs) < 2:
+      continue
+    diff = np.array([d for _, d in pairs])
+    own = {}
+    for seed in (0, 1):
+      lrs = [lr for lr, _ in pairs]
+      opt = _optimum((*key, seed), lrs, [by_lr[lr][seed][0] for lr in lrs])
+      own[seed] = f"{opt.lr:.4g} ({opt.low:.3g}-{opt.high:.3g})" if opt else "none"
+    rows.append(
+      dict(
+        width=key[0],
+        horizon=key[1],
+        n_lrs=len(pairs),
+        diffs_s1_minus_s0=" ".join(f"{d:+.4f}" for d in diff),
+        mean_diff=round(float(diff.mean()), 5),
+        std_diff=round(float(diff.std(ddof=1)), 5),
+        lr_opt_s0=own[0],
+        lr_opt_s1=own[1],
+      )
+    )
+  if rows:
+    _write_csv(os.path.join(out, "seed_noise.csv"), rows)
+  return rows
 
 
 def lr_law(optima: dict, out: str) -> list[dict]:
@@ -329,11 +490,10 @@ def _pyplot():
   return plt
 
 
-def _plot_schedules(curves, fitted, cut, fit_set, path) -> None:
+def _plot_schedules(curves, fitted, fit_set, path) -> None:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for (name, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
-    c = cut(c)
     style = ":" if name in fit_set else "--"
     ax.plot(c.steps, c.loss, color=color, lw=2, alpha=0.45, label=name)
     ax.plot(c.steps, fitted.predict(c), color=color, lw=1, ls=style)
@@ -387,10 +547,20 @@ def main(argv=None) -> int:
   p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
   p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
   p.add_argument("--dry", action="store_true", help="list the grid and its cost")
+  p.add_argument(
+    "--profile", action="store_true", help="also the multi-power law's (beta, gamma) profile"
+  )
+  p.add_argument(
+    "--seeds", default="0", help="the LR sweeps' seeds, comma-separated (the fit averages them)"
+  )
   args = p.parse_args(argv)
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
-  runs = grid()
+  try:
+    seeds = tuple(int(x) for x in args.seeds.split(","))
+  except ValueError:
+    raise ValueError(f"--seeds={args.seeds!r} is invalid: expected integers like 0,1.") from None
+  runs = grid(seeds)
   if args.dry:
     for r in runs:
       print(f"{r.name:48s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
@@ -406,6 +576,10 @@ def main(argv=None) -> int:
   print("\n1. schedule laws:")
   for r in schedule_law(args.root, runs, args.out, args.min_step):
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
+  if args.profile:
+    print("\n1b. multi-power law, (beta, gamma) fixed:")
+    for r in multipower_profile(args.root, runs, args.out, args.min_step):
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   optima = lr_optima(args.root, runs)
   try:
     lr_rows = lr_law(optima, args.out)
@@ -419,6 +593,11 @@ def main(argv=None) -> int:
   print("\n3. equivalent compute:")
   for r in eq_rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  noise = seed_noise(args.root, runs, args.out)
+  if noise:
+    print("\n4. seed noise (final loss, seed 1 - seed 0, same LR):")
+    for r in noise:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   return 0
 
 

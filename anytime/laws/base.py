@@ -77,16 +77,19 @@ class ScheduleLaw:
 
     Args:
       curves: LossCurve(s); together they need more points than parameters.
-      residual: "relative" ((pred - loss) / loss) or "absolute" (pred - loss).
-      f_scale: Huber threshold in residual units (default 1%, relative).
+      residual: "relative" ((pred - loss) / loss), "log" (ln pred - ln loss: the
+        multi-power paper's residual; a prediction <= 0 counts as a huge residual) or
+        "absolute" (pred - loss).
+      f_scale: Huber threshold in residual units (default 1%, relative; the multi-power
+        paper uses 1e-3 on log loss).
       n_restarts: random restarts besides the data-driven start.
       seed: seeds the restarts.
     """
     curves = check_curves(curves)
-    if residual not in ("relative", "absolute"):
-      raise ValueError(f"residual={residual!r} must be 'relative' or 'absolute'.")
-    if residual == "relative" and any(np.any(c.loss <= 0) for c in curves):
-      raise ValueError("residual='relative' needs losses > 0; use residual='absolute'.")
+    if residual not in ("relative", "log", "absolute"):
+      raise ValueError(f"residual={residual!r} must be 'relative', 'log' or 'absolute'.")
+    if residual != "absolute" and any(np.any(c.loss <= 0) for c in curves):
+      raise ValueError(f"residual={residual!r} needs losses > 0; use residual='absolute'.")
     law = copy.deepcopy(self)  # prepare() may adapt the copy to the data
     law.prepare(curves)
     lr_ref = max(float(c.lrs.max()) for c in curves)
@@ -96,6 +99,9 @@ class ScheduleLaw:
 
     def residuals(p):
       pred = np.concatenate([law.predict_from(p, f) for f in feats])
+      if residual == "log":
+        with np.errstate(invalid="ignore", divide="ignore"):
+          return np.log(pred) - np.log(y)  # NaN where pred <= 0: the fit's 1e6 penalty
       return (pred - y) / scale
 
     init, lower, upper = law.start(curves, feats)

@@ -13,11 +13,22 @@ the LR at step k adds a loss reduction that saturates (as a power law, hence
 "multi-power") in the area accumulated since, measured relative to the LR at
 which it was reached. Parameters: ``L0, A, alpha, B, C, beta, gamma``.
 
-Cost: O(records x decreasing steps) per evaluation. To keep fits fast the
-decreasing steps are merged into at most ``max_bins`` blocks (default 256) of
-consecutive updates that never straddle a measured step; a block acts at its
-``|drop|``-weighted mean update with its total drop. ``max_bins=None`` is
-exact; the binning error is measured in ``tests/laws/test_multipower.py``.
+Cost: O(records x decreasing steps) per evaluation. The sum is exact while it
+has at most ``exact_terms`` terms (default 50,000: e.g. 20 records x 2,500
+decreases). Beyond, to keep fits fast, the decreasing steps are merged into at
+most ``max_bins`` blocks (default 256) of consecutive updates that never
+straddle a measured step; a block acts at its ``|drop|``-weighted mean update
+with its total drop. ``max_bins=None`` is always exact; the binning error is
+measured in ``tests/laws/test_curves.py`` (< 1e-4 relative on a 4000-step
+cosine), the exact sum against a direct evaluation of the formula in
+``tests/laws/test_multipower.py``.
+
+Fitting protocol of the paper (its reference code): Huber loss with delta 1e-3 on
+``ln L_pred - ln L`` (``fit(residual="log", f_scale=1e-3)``), AdamW from one
+start (beta = gamma = 0.5). The default here is Huber 1e-2 on the relative
+error, Levenberg-Marquardt-type trust region with box bounds and restarts
+(:mod:`anytime.laws.fitting`); LRs are in units of the largest fitted LR, which
+only rescales B and C against the paper's raw LRs.
 """
 
 from __future__ import annotations
@@ -61,18 +72,23 @@ class MultiPowerLaw(ScheduleLaw):
 
   Args:
     max_bins: merge LR decreases into at most this many blocks per curve (plus
-      one per measured step); None computes the exact sum.
+      one per measured step) when the exact sum is too long; None: always exact.
+    exact_terms: the sum is exact while records x decreases <= this.
   """
 
   label = "multipower"
   names = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
-  def __init__(self, max_bins: int | None = 256):
-    if max_bins is not None and (
-      isinstance(max_bins, bool) or not isinstance(max_bins, int) or max_bins < 1
-    ):
+  def __init__(self, max_bins: int | None = 256, exact_terms: int = 50_000):
+    def bad(v, low):
+      return isinstance(v, bool) or not isinstance(v, int) or v < low
+
+    if max_bins is not None and bad(max_bins, 1):
       raise ValueError(f"max_bins={max_bins!r} must be None or an int >= 1.")
+    if bad(exact_terms, 0):
+      raise ValueError(f"exact_terms={exact_terms!r} must be an int >= 0.")
     self.max_bins = max_bins
+    self.exact_terms = exact_terms
 
   def features(self, curve: LossCurve, lr_ref: float) -> _Features:
     lrs = curve.lrs / lr_ref
@@ -85,7 +101,8 @@ class MultiPowerLaw(ScheduleLaw):
     drop_all = prev - lrs[w:]
     ks = np.flatnonzero(drop_all != 0.0) + w + 1  # update indices (1-based)
     drop = drop_all[ks - w - 1]
-    if self.max_bins is not None and ks.size > self.max_bins:
+    too_long = t.size * ks.size > self.exact_terms
+    if self.max_bins is not None and ks.size > self.max_bins and too_long:
       ks, drop = _bin_drops(ks, drop, t, self.max_bins)
     eta = np.maximum(lrs[ks - 1], _ETA_FLOOR)
     since = cum[t][:, None] - cum[ks - 1][None, :]

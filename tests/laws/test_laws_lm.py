@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+import anytime
 from experiments import laws_lm
 from experiments import sweep_common as sc
 
@@ -75,3 +76,62 @@ def test_lr_law_and_equivalent_compute_recover_a_known_truth(tmp_path):
     next(r for r in runs if r.name == laws_lm._cosine_name(32, 8.0, 1e-2)).train_flops, rel=1e-3
   )
   assert (tmp_path / "lr_law.csv").exists() and (tmp_path / "lr_law.png").stat().st_size > 5000
+
+
+def _log_train(root, run: sc.Run, lrs, first: int, last: int) -> list[int]:
+  """A train log as the trainer writes it: the LR of update k at step k, every 50 steps."""
+  path = os.path.join(root, run.name)
+  os.makedirs(path, exist_ok=True)
+  steps = sorted({first, last, *range(50 * -(-first // 50), last + 1, 50)})
+  with open(os.path.join(path, "train.jsonl"), "w") as f:
+    for k in steps:
+      f.write(json.dumps({"step": k, "lr": float(lrs[k - 1]), "loss": 3.0}) + "\n")
+  return steps
+
+
+def test_curve_has_the_exact_lrs_of_the_schedule(tmp_path):
+  runs = {r.name: r for r in laws_lm.grid()}
+  branch = runs["w32_wsd10_1-sqrt_h8"]
+  parent = runs[branch.parent]
+  wsd = anytime.wsd(1e-2, 1920, decay_steps=192, shape="sqrt", final_value=1e-3, warmup_steps=50)
+  truth = np.asarray(wsd(np.arange(1920)), dtype=np.float64)
+  constant = np.where(np.arange(1920) < 1728, truth, 1e-2)
+  for run, steps in ((parent, (100, 500, 1000, 1500)), (branch, (1800, 1920))):
+    os.makedirs(tmp_path / run.name)
+    with open(tmp_path / run.name / "eval.jsonl", "w") as f:
+      for k in steps:
+        f.write(json.dumps({"kind": "eval", "step": k, "loss": {"raw": 3.0}}) + "\n")
+  logged = [k for k in _log_train(str(tmp_path), parent, constant, 1, 1920) if k <= 1728]
+  logged += _log_train(str(tmp_path), branch, truth, 1729, 1920)
+  c = laws_lm.curve(str(tmp_path), branch, runs)
+  np.testing.assert_allclose(c.lrs, truth, rtol=1e-6)
+  # interpolating the log instead misses the cooldown's start by 5% of the peak and more
+  naive = np.interp(np.arange(1, 1921), logged, truth[np.array(logged) - 1])
+  assert np.max(np.abs(naive - truth)) > 0.05 * 1e-2
+  # a log that disagrees with the run's config is an error
+  _log_train(str(tmp_path), branch, truth * 1.01, 1729, 1920)
+  with pytest.raises(ValueError, match="differs from its schedule"):
+    laws_lm.curve(str(tmp_path), branch, runs)
+
+
+def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
+  runs = laws_lm.grid(seeds=(0, 1))
+  seed1 = [r for r in runs if r.seed == 1]
+  assert seed1 and all(r.name.endswith("_s1") and r.method == "cosine" for r in seed1)
+  assert len(seed1) == len([r for r in runs if r.method == "cosine"]) // 2
+  with pytest.raises(ValueError, match="seeds="):
+    laws_lm.grid(seeds=(0, 0))
+  # seed 1 = the truth +- 0.01 alternating over the LRs; seed 0 = the truth -+ 0.01: the mean
+  # over the seeds is the truth, so the LR law is exact again
+  for r in runs:
+    if r.method == "cosine":
+      k = laws_lm.LRS.index(r.lr)
+      _write(str(tmp_path), r, _loss(r) + 0.01 * (-1) ** (k + r.seed))
+  optima = laws_lm.lr_optima(str(tmp_path), runs)
+  held = next(r for r in laws_lm.lr_law(optima, str(tmp_path)) if r["role"] == "held-out")
+  assert abs(held["error_octaves"]) < 1e-3
+  noise = laws_lm.seed_noise(str(tmp_path), runs, str(tmp_path))
+  assert len(noise) == len(optima)
+  n = len(laws_lm.LRS)
+  want = np.std([0.02 * (-1) ** k for k in range(n)], ddof=1)
+  assert all(r["std_diff"] == pytest.approx(want, abs=1e-5) for r in noise)

@@ -1,0 +1,68 @@
+"""The multi-power law's sum against a direct evaluation of the paper's formula, and the log
+residual of the fit (the paper's) on known parameters."""
+
+import numpy as np
+import pytest
+
+import anytime
+from anytime.laws import AnnealingLaw, MultiPowerLaw
+from anytime.laws.curves import from_schedule
+
+PARAMS = np.array([2.0, 1.5, 0.4, 0.5, 2.0, 0.5, 0.6])  # L0, A, alpha, B, C, beta, gamma
+
+
+def direct(params, lrs, warmup, steps):
+  """Luo et al. (2025) term by term: L0 + A (S1 + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k)
+  G(eta_k^-gamma S_k(t)), post-warmup updates k = 1..t, eta_0 the LR at the end of warmup."""
+  l0, a, alpha, b, c, beta, gamma = params
+  s_w = sum(lrs[:warmup])
+  eta = [lrs[warmup], *lrs[warmup:]]  # eta[0] = end of warmup, eta[k] = post-warmup k
+  out = []
+  for t in steps:
+    n = t - warmup
+    s1 = sum(eta[1 : n + 1])
+    ld = 0.0
+    for k in range(1, n + 1):
+      s_k = sum(eta[k : n + 1])
+      ld += (eta[k - 1] - eta[k]) * (1 - (c * eta[k] ** -gamma * s_k + 1) ** -beta)
+    out.append(l0 + a * (s1 + s_w) ** -alpha - b * ld)
+  return np.array(out)
+
+
+@pytest.mark.parametrize("shape", ["sqrt", "linear"])
+def test_default_sum_is_exact_on_short_curves(shape):
+  t, warmup = 600, 30
+  sched = anytime.wsd(0.01, t, decay_steps=120, shape=shape, final_value=1e-3, warmup_steps=warmup)
+  steps = np.array([40, 100, 300, 480, 481, 500, 550, 599, 600])
+  c = from_schedule("wsd", sched, t, steps, np.ones(steps.size), warmup_steps=warmup)
+  law = MultiPowerLaw()  # 9 records x 120 decreases: below exact_terms, so no binning
+  feats = law.features(c, 0.01)
+  assert feats.drop.size == np.count_nonzero(np.diff(c.lrs[warmup:]))  # every decrease
+  got = law.predict_from(PARAMS, feats)
+  want = direct(PARAMS, c.lrs / 0.01, warmup, steps)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  # beyond exact_terms the same curve is binned, and then only approximately equal
+  binned = MultiPowerLaw(max_bins=8, exact_terms=0)
+  approx = binned.predict_from(PARAMS, binned.features(c, 0.01))
+  assert binned.features(c, 0.01).drop.size < feats.drop.size
+  np.testing.assert_allclose(approx, want, rtol=5e-3)
+
+
+def test_log_residual_recovers_known_parameters():
+  t = 1500
+  steps = np.unique(np.round(np.geomspace(50, t, 40)).astype(int))
+  truth = np.array([2.0, 3.0, 0.5, 0.004, 0.98])  # L0, A, alpha, C, decay
+  law = AnnealingLaw()
+  scheds = {
+    "constant": anytime.constant(1.0, warmup_steps=20),
+    "cosine": anytime.cosine(1.0, t, final_value=0.1, warmup_steps=20),
+    "wsd": anytime.wsd(1.0, t, decay_steps=300, shape="linear", final_value=0.1, warmup_steps=20),
+  }
+  curves = []
+  for name, s in scheds.items():
+    c = from_schedule(name, s, t, steps, np.ones(steps.size), warmup_steps=20)
+    loss = law.predict_from(truth, law.features(c, 1.0))
+    curves.append(from_schedule(name, s, t, steps, loss, warmup_steps=20))
+  fit = law.fit(curves, residual="log", f_scale=1e-3)
+  np.testing.assert_allclose(fit.result.params, truth, rtol=1e-4)
+  assert fit.result.rmse < 1e-8
