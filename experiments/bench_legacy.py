@@ -18,15 +18,36 @@ from anytime.lm import losses as losses_lib
 from anytime.lm import model as model_lib
 
 
-def _einsum_attention_sequence_major(self, x_BxLxD):
-  """Attention.__call__ before head-major operands: the einsums on B x L x H x K directly."""
-  b, length, d = x_BxLxD.shape
+@contextlib.contextmanager
+def _patched(owner, **attrs):
+  """Sets ``owner``'s attributes for the duration of the block, then restores them."""
+  saved = {name: getattr(owner, name) for name in attrs}
+  for name, value in attrs.items():
+    setattr(owner, name, value)
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      setattr(owner, name, value)
+
+
+def _qkv_3d(self, x_BxLxD):
+  """q, k, v as B x L x H x K (projections on B x L x D, QK-norm, RoPE), as before both changes."""
+  b, length, _ = x_BxLxD.shape
   h, k = self.cfg.num_heads, self.cfg.head_dim
   q_BxLxHxK = self.q_norm(self.query(x_BxLxD)).reshape(b, length, h, k)
   k_BxLxHxK = self.k_norm(self.key(x_BxLxD)).reshape(b, length, h, k)
   v_BxLxHxK = self.value(x_BxLxD).reshape(b, length, h, k)
   q_BxLxHxK = model_lib.rope(q_BxLxHxK, self.cfg.rope_base)
   k_BxLxHxK = model_lib.rope(k_BxLxHxK, self.cfg.rope_base)
+  return q_BxLxHxK, k_BxLxHxK, v_BxLxHxK
+
+
+def _einsum_attention_sequence_major(self, x_BxLxD):
+  """Attention.__call__ before head-major operands: the einsums on B x L x H x K directly."""
+  b, length, d = x_BxLxD.shape
+  k = self.cfg.head_dim
+  q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = _qkv_3d(self, x_BxLxD)
   scores_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK).astype(jnp.float32)
   if self.cfg.parameterization == "standard":
     scores_BxHxLxL = scores_BxHxLxL / math.sqrt(k)
@@ -39,29 +60,15 @@ def _einsum_attention_sequence_major(self, x_BxLxD):
   return self.out(y_BxLxHxK.reshape(b, length, d))
 
 
-@contextlib.contextmanager
 def sequence_major_attention():
   """The einsum attention as it was before the head-major change."""
-  current = model_lib.Attention.__call__
-  model_lib.Attention.__call__ = _einsum_attention_sequence_major
-  try:
-    yield
-  finally:
-    model_lib.Attention.__call__ = current
+  return _patched(model_lib.Attention, __call__=_einsum_attention_sequence_major)
 
 
 def _attention_3d(self, x_BxLxD):
   """Attention.__call__ before the 2-D projections: q, k, v and out applied on B x L x D."""
   b, length, d = x_BxLxD.shape
-  h, k = self.cfg.num_heads, self.cfg.head_dim
-  q_BxLxHxK = self.q_norm(self.query(x_BxLxD)).reshape(b, length, h, k)
-  k_BxLxHxK = self.k_norm(self.key(x_BxLxD)).reshape(b, length, h, k)
-  v_BxLxHxK = self.value(x_BxLxD).reshape(b, length, h, k)
-  q_BxLxHxK = model_lib.rope(q_BxLxHxK, self.cfg.rope_base)
-  k_BxLxHxK = model_lib.rope(k_BxLxHxK, self.cfg.rope_base)
-  q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (
-    x.transpose(0, 2, 1, 3) for x in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK)
-  )
+  q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (x.transpose(0, 2, 1, 3) for x in _qkv_3d(self, x_BxLxD))
   y_BxHxLxK = model_lib.causal_attention(
     q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, self.cfg.attention_scale, self.cfg.causal_blocks
   )
@@ -76,24 +83,16 @@ def _mlp_3d(self, x_BxLxD):
 @contextlib.contextmanager
 def three_d_projections():
   """Every projection (q, k, v, out, up, down) on B x L x D, as before the 2-D change."""
-  current = model_lib.Attention.__call__, model_lib.Mlp.__call__
-  model_lib.Attention.__call__, model_lib.Mlp.__call__ = _attention_3d, _mlp_3d
-  try:
+  with (
+    _patched(model_lib.Attention, __call__=_attention_3d),
+    _patched(model_lib.Mlp, __call__=_mlp_3d),
+  ):
     yield
-  finally:
-    model_lib.Attention.__call__, model_lib.Mlp.__call__ = current
 
 
 def _consecutive_chunks(x_NxD, targets_N, chunk):
   """losses._chunks before the strided layout: chunk k = rows k C .. (k + 1) C - 1."""
-  n = x_NxD.shape[0]
-  k = -(-n // chunk)
-  pad = k * chunk - n
-  valid_N = jnp.ones((n,), jnp.bool_)
-  if pad:
-    x_NxD = jnp.pad(x_NxD, ((0, pad), (0, 0)))
-    targets_N = jnp.pad(targets_N, (0, pad))
-    valid_N = jnp.pad(valid_N, (0, pad))
+  x_NxD, targets_N, valid_N, k = losses_lib._padded(x_NxD, targets_N, chunk)
   return x_NxD.reshape(k, chunk, -1), targets_N.reshape(k, chunk), valid_N.reshape(k, chunk)
 
 
@@ -101,12 +100,6 @@ def _consecutive_unchunk(a_KxCxD, n):
   return a_KxCxD.reshape(-1, a_KxCxD.shape[-1])[:n]
 
 
-@contextlib.contextmanager
 def consecutive_loss_chunks():
   """The chunked loss head before the strided layout (its scan axis lands on a data mesh)."""
-  current = losses_lib._chunks, losses_lib._unchunk
-  losses_lib._chunks, losses_lib._unchunk = _consecutive_chunks, _consecutive_unchunk
-  try:
-    yield
-  finally:
-    losses_lib._chunks, losses_lib._unchunk = current
+  return _patched(losses_lib, _chunks=_consecutive_chunks, _unchunk=_consecutive_unchunk)

@@ -339,9 +339,7 @@ def main(argv=None) -> None:
     help="XLA CPU devices of this process (-1: one per core), as the trainer's --cpu_devices",
   )
   args = ap.parse_args(argv)
-  if args.cpu_devices:  # before anything starts the backend
-    cores = len(os.sched_getaffinity(0))
-    jax.config.update("jax_num_cpu_devices", cores if args.cpu_devices == -1 else args.cpu_devices)
+  sharding_lib.set_cpu_devices(args.cpu_devices)  # before anything starts the backend
   batches = dict(DEFAULT_BATCH)
   for item in filter(None, args.batch.split(",")):
     key, value = item.split("=")

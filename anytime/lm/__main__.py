@@ -8,7 +8,6 @@ on localhost for tests) join with ``--num_processes``, ``--process_id`` and
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -35,14 +34,12 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 def _configure_cpu_devices() -> None:
   """Applies --cpu_devices; must run before anything starts a JAX backend."""
-  n = _CPU_DEVICES.value
-  if n < -1:
-    raise app.UsageError(f"--cpu_devices={n} must be -1 (one per core), 0 (default) or >= 1")
-  if n:
-    import jax
+  from anytime.lm import sharding
 
-    cores = len(os.sched_getaffinity(0))  # the cores this process may run on
-    jax.config.update("jax_num_cpu_devices", cores if n == -1 else n)
+  try:
+    sharding.set_cpu_devices(_CPU_DEVICES.value)
+  except ValueError as e:
+    raise app.UsageError(f"--{e}") from None
 
 
 def _initialize_distributed() -> None:

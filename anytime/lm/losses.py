@@ -28,14 +28,8 @@ def cross_entropy(logits_NxV: jax.Array, targets_N: jax.Array) -> jax.Array:
   return lse_N - target_N
 
 
-def _chunks(x_NxD, targets_N, chunk):
-  """(x_KxCxD, targets_KxC, valid_KxC): N padded up to K * C rows; padding rows are invalid.
-
-  Chunk k holds the strided rows k, K + k, 2K + k, ... (row n = c K + k), not C consecutive
-  rows: when N is sharded over the data axes of a mesh, the C axis then carries the sharding
-  and every device works on every scan step (consecutive chunks would put the scanned axis K
-  on the mesh, and XLA gathers it onto every device before the loop).
-  """
+def _padded(x_NxD, targets_N, chunk):
+  """(x, targets, valid, K): N padded up to K * C rows; padding rows are invalid."""
   n = x_NxD.shape[0]
   k = -(-n // chunk)
   pad = k * chunk - n
@@ -44,11 +38,23 @@ def _chunks(x_NxD, targets_N, chunk):
     x_NxD = jnp.pad(x_NxD, ((0, pad), (0, 0)))
     targets_N = jnp.pad(targets_N, (0, pad))
     valid_N = jnp.pad(valid_N, (0, pad))
+  return x_NxD, targets_N, valid_N, k
+
+
+def _chunks(x_NxD, targets_N, chunk):
+  """(x_KxCxD, targets_KxC, valid_KxC) of the rows padded by ``_padded``.
+
+  Chunk k holds the strided rows k, K + k, 2K + k, ... (row n = c K + k), not C consecutive
+  rows: when N is sharded over the data axes of a mesh, the C axis then carries the sharding
+  and every device works on every scan step (consecutive chunks would put the scanned axis K
+  on the mesh, and XLA gathers it onto every device before the loop).
+  """
+  *padded, k = _padded(x_NxD, targets_N, chunk)
 
   def strided(a):
     return jnp.swapaxes(a.reshape(chunk, k, *a.shape[1:]), 0, 1)
 
-  return strided(x_NxD), strided(targets_N), strided(valid_N)
+  return tuple(strided(a) for a in padded)
 
 
 def _unchunk(a_KxCxD, n):

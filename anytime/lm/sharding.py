@@ -13,6 +13,7 @@ sharding, everything else (counts, hyper-parameters) is replicated.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,18 @@ RULES: dict[str, Any] = {
   "mlp": "tensor",
   "norm": None,
 }
+
+
+def set_cpu_devices(n: int) -> None:
+  """Splits the host CPU into ``n`` XLA devices (-1: one per core; 0: leave JAX's default).
+
+  Must run before anything starts a JAX backend (``jax.devices()`` and the like).
+  """
+  if isinstance(n, bool) or not isinstance(n, int) or n < -1:
+    raise ValueError(f"cpu_devices={n!r} must be -1 (one per core), 0 (default) or >= 1.")
+  if n:
+    cores = len(os.sched_getaffinity(0))  # the cores this process may run on
+    jax.config.update("jax_num_cpu_devices", cores if n == -1 else n)
 
 
 def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int, int]:

@@ -65,19 +65,24 @@ def test_causal_future_tokens_do_not_change_earlier_logits(dtype):
   assert np.abs(a[:, cut:] - b[:, cut:]).max() > 1e-3
 
 
-def test_remat_changes_nothing_but_memory():
-  tokens = np.arange(2 * 16, dtype=np.int32).reshape(2, 16) % 97
+def _assert_same_loss_and_gradients(configs, seed, tokens):
+  """Every config in ``configs``, built from ``seed``, gives the first one's loss and gradients."""
   batch = dict(inputs=tokens, targets=np.roll(tokens, -1, axis=1))
   out = []
-  for remat in (False, True):
-    cfg = _preset("tiny", remat=remat)
-    graphdef, params = nnx.split(model_lib.build(cfg, seed=3), nnx.Param)
+  for cfg in configs:
+    graphdef, params = nnx.split(model_lib.build(cfg, seed=seed), nnx.Param)
     grad_fn = jax.value_and_grad(lambda p, g=graphdef: model_lib.loss_fn(g, p, batch))
     out.append(jax.jit(grad_fn)(nnx.to_pure_dict(params)))
-  np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), out[0][1], out[1][1]
-  )
+  for loss, grads in out[1:]:
+    np.testing.assert_allclose(out[0][0], loss, rtol=1e-6)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), out[0][1], grads
+    )
+
+
+def test_remat_changes_nothing_but_memory():
+  tokens = np.arange(2 * 16, dtype=np.int32).reshape(2, 16) % 97
+  _assert_same_loss_and_gradients([_preset("tiny", remat=r) for r in (False, True)], 3, tokens)
 
 
 def test_fused_attention_matches_einsum():
@@ -140,18 +145,9 @@ def test_causal_blocks_equal_the_full_masked_softmax(blocks):
 @pytest.mark.parametrize("parameterization", ["standard", "mup"])
 def test_model_with_causal_blocks_has_the_same_loss_and_gradients(parameterization):
   tokens = (np.arange(2 * 16, dtype=np.int32).reshape(2, 16) * 5) % 97
-  batch = dict(inputs=tokens, targets=np.roll(tokens, -1, axis=1))
   mup = dict(parameterization="mup", base_width=16) if parameterization == "mup" else {}
-  out = []
-  for blocks in (1, 3):
-    cfg = _preset("tiny", causal_blocks=blocks, **mup)
-    graphdef, params = nnx.split(model_lib.build(cfg, seed=5), nnx.Param)
-    grad_fn = jax.value_and_grad(lambda p, g=graphdef: model_lib.loss_fn(g, p, batch))
-    out.append(jax.jit(grad_fn)(nnx.to_pure_dict(params)))
-  np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), out[0][1], out[1][1]
-  )
+  configs = [_preset("tiny", causal_blocks=n, **mup) for n in (1, 3)]
+  _assert_same_loss_and_gradients(configs, 5, tokens)
 
 
 @pytest.mark.parametrize("blocks", [0, 17, True, 2.0])
