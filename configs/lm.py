@@ -155,6 +155,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.source = args.get("data", "tokens")  # pre-tokenized C4 (T5 vocab); set data.path
 
   cfg.eval_points = 20  # log-spaced eval steps over the run (plus every horizon)
+  cfg.eval_every = 0  # also evaluate every this many steps (0: off), e.g. dense curves for laws
   cfg.eval_batches = 8  # validation batches per eval
   cfg.eval_batch_size = 0  # sequences per validation batch; 0 = batch_size / grad_accum
 

@@ -98,7 +98,13 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
     value = cfg[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(field, value, "expected an integer >= 1")
-  for field in ("checkpoint_every", "eval_points", "eval_batch_size", "steps_per_chinchilla"):
+  for field in (
+    "checkpoint_every",
+    "eval_points",
+    "eval_every",
+    "eval_batch_size",
+    "steps_per_chinchilla",
+  ):
     value = cfg[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
       _fail(field, value, "expected an integer >= 0")
@@ -123,7 +129,9 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
       _fail("horizons", tuple(cfg.horizons), f"each must be in (0, horizon={cfg.horizon}]")
     horizons[to_steps(h)] = float(h)
   log_spaced = np.geomspace(1, total, cfg.eval_points) if cfg.eval_points else []
-  eval_steps = sorted({round(float(s)) for s in log_spaced} | set(horizons))
+  every = int(cfg.get("eval_every", 0))
+  regular = range(every, total + 1, every) if every else []
+  eval_steps = sorted({round(float(s)) for s in log_spaced} | set(regular) | set(horizons))
   return Plan(
     total_steps=total,
     steps_per_chinchilla=spc,

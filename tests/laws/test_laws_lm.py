@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import anytime
+from anytime import optim
 from experiments import laws_lm
 from experiments import sweep_common as sc
 
@@ -44,8 +45,9 @@ def test_grid_names_branches_and_shared_runs():
   assert laws_lm.SCHEDULE_LR in laws_lm.LRS
   assert laws_lm._cosine_name(32, 8.0, 1e-2) in names
   # WSD branches restore the constant run at 80% / 90% of 1920 steps and decay over the rest.
-  parent = next(r for r in runs if r.method == "constant")
-  branches = {r.name: r for r in runs if r.method == "wsd"}
+  sparse = [r for r in runs if not r.name.startswith("w32_e24_")]
+  parent = next(r for r in sparse if r.method == "constant")
+  branches = {r.name: r for r in sparse if r.method == "wsd"}
   assert {r.start_step for r in branches.values()} == {1536, 1728}
   assert all(r.parent == parent.name and r.total_steps == 1920 for r in branches.values())
   assert all(names.index(r.name) > names.index(parent.name) for r in branches.values())
@@ -116,9 +118,10 @@ def test_curve_has_the_exact_lrs_of_the_schedule(tmp_path):
 
 def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
   runs = laws_lm.grid(seeds=(0, 1))
-  seed1 = [r for r in runs if r.seed == 1]
-  assert seed1 and all(r.name.endswith("_s1") and r.method == "cosine" for r in seed1)
-  assert len(seed1) == len([r for r in runs if r.method == "cosine"]) // 2
+  sweeps = [r for r in runs if r.method == "cosine" and not r.name.startswith("w32_e24_")]
+  seed1 = [r for r in sweeps if r.seed == 1]
+  assert seed1 and all(r.name.endswith("_s1") for r in seed1)
+  assert len(seed1) == len(sweeps) // 2
   with pytest.raises(ValueError, match="seeds="):
     laws_lm.grid(seeds=(0, 0))
   # seed 1 = the truth +- 0.01 alternating over the LRs; seed 0 = the truth -+ 0.01: the mean
@@ -135,3 +138,47 @@ def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
   n = len(laws_lm.LRS)
   want = np.std([0.02 * (-1) ** k for k in range(n)], ddof=1)
   assert all(r["std_diff"] == pytest.approx(want, abs=1e-5) for r in noise)
+
+
+def test_dense_schedule_set_per_seed_and_its_seed_mean(tmp_path):
+  runs = {r.name: r for r in laws_lm.grid()}
+  labels = laws_lm.SCHEDULE_LABELS
+  for seed in laws_lm.DENSE_SEEDS:
+    dense = {label: runs[laws_lm.dense_name(label, seed)] for label in labels}
+    assert all(r.seed == seed for r in dense.values())
+    assert all(dict(r.overrides)["eval_every"] == "24" for r in dense.values())
+    # each seed's WSD branches restore that seed's own constant run
+    for label, *_ in laws_lm.COOLDOWNS:
+      assert dense[label].parent == dense["constant"].name
+    assert dense["cosine_h4"].total_steps == 960 and dense["cosine_h8"].total_steps == 1920
+  # The sparse LR-sweep run at the schedule LR is not replaced by its dense copy.
+  assert "eval_every" not in dict(runs[laws_lm._cosine_name(32, 8.0, 1e-2)].overrides)
+
+  # Logs: seed s has loss 3 + 0.01 s at every step, so the seed mean is 3.01 everywhere.
+  steps = list(range(24, 1921, 24))
+  for name, run in runs.items():
+    if not name.startswith("w32_e24_"):
+      continue
+    cfg = sc.lm_config(run.lm_arg, run.overrides)
+    lrs = np.asarray(optim.make_schedule(cfg.opt, run.total_steps)(np.arange(run.total_steps)))
+    first = run.start_step + 1
+    _log_train(str(tmp_path), run, lrs, first, run.total_steps)
+    with open(tmp_path / name / "eval.jsonl", "w") as f:
+      for k in (k for k in steps if first <= k <= run.total_steps):
+        record = {"kind": "eval", "step": k, "loss": {"raw": 3.0 + 0.01 * run.seed}}
+        f.write(json.dumps(record) + "\n")
+  all_runs = list(runs.values())
+  mean = laws_lm.schedule_curves(str(tmp_path), all_runs, 100, evals="dense-mean")
+  seed0 = laws_lm.schedule_curves(str(tmp_path), all_runs, 100, evals="dense")
+  assert set(mean) == set(labels)
+  for label in labels:
+    np.testing.assert_allclose(mean[label].loss, 3.01)
+    np.testing.assert_allclose(seed0[label].loss, 3.0)
+    assert (
+      mean[label].steps[0] >= 100
+      and mean[label].steps[-1] == runs[laws_lm.dense_name(label, 0)].total_steps
+    )
+  # a branch's curve starts with its parent's evals before the branch point
+  assert mean["wsd10_linear"].steps.size == len([k for k in steps if k >= 100])
+  with pytest.raises(ValueError, match="evals="):
+    laws_lm.schedule_curves(str(tmp_path), all_runs, 100, evals="dense-median")

@@ -140,6 +140,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path):
     ({"init_from": "/nonexistent"}, "init_from"),
     ({"opt.averages": ("pema",)}, "opt.averages"),
     ({"model.attention": "cudnn"}, "model.attention"),
+    ({"eval_every": -5}, "eval_every"),
   ],
 )
 def test_bad_config_fails_before_any_write(tmp_path, overrides, field):
@@ -148,6 +149,15 @@ def test_bad_config_fails_before_any_write(tmp_path, overrides, field):
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
     train.run(cfg, str(workdir), log=lambda _: None)
   assert not workdir.exists()
+
+
+def test_eval_every_adds_regular_steps_to_the_log_spaced_ones():
+  cfg = util.tiny_config(horizon=100, eval_points=3, eval_every=30, horizons=(50,))
+  _, plan, _ = train.validate(cfg)
+  # geomspace(1, 100, 3) = 1, 10, 100; every 30 steps: 30, 60, 90; the horizons 50 and 100.
+  assert plan.eval_steps == (1, 10, 30, 50, 60, 90, 100)
+  _, plain, _ = train.validate(util.tiny_config(horizon=100, eval_points=3, horizons=(50,)))
+  assert plain.eval_steps == (1, 10, 50, 100)
 
 
 def test_unknown_preset_names_the_allowed_ones():
