@@ -69,6 +69,8 @@ SCHEDULE_WIDTH, SCHEDULE_LR, SCHEDULE_HORIZON = 32, 1e-2, 8.0
 COOLDOWNS = (("wsd10_linear", 0.1, "linear"), ("wsd10_1-sqrt", 0.1, "sqrt"))
 COOLDOWNS += (("wsd20_linear", 0.2, "linear"), ("wsd20_1-sqrt", 0.2, "sqrt"))
 FIT_SETS = (("constant", "cosine_h8"), ("constant", "wsd20_linear"))  # the laws' fit runs
+# A diagnostic beside the two-schedule fits: can the law follow slow and fast anneals at once?
+FIT_SETS += (("constant", "cosine_h8", "wsd20_linear"),)
 # The schedule comparison again with an eval every DENSE_EVERY steps (80 points on top of the
 # 16 log-spaced) at DENSE_SEEDS: the constant run's loss moves by +-0.6% between neighbouring
 # evals (SGD noise at peak LR), the size of the 0.5% target, and 16 points leave the multi-power
