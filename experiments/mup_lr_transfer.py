@@ -149,8 +149,14 @@ def sweep(args, setup) -> None:
 
 
 def report(args) -> dict:
-  done = load_log(os.path.join(args.out, "lr_transfer.jsonl"))
+  log = os.path.join(args.out, "lr_transfer.jsonl")
+  done = load_log(log)
   rows = mean_points(done, args.seeds)
+  if not rows:
+    raise SystemExit(
+      f"error: --out={args.out!r} has no finished point in {log} for --seeds {args.seeds}: "
+      "run the sweep first (without --report_only)."
+    )
   with open(os.path.join(args.out, "lr_transfer.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0]))
     w.writeheader()
