@@ -80,6 +80,7 @@ DENSE_EVERY = 24
 DENSE_SEEDS = (0, 1, 2)
 SCHEDULE_LABELS = ("constant", "cosine_h8", "cosine_h4", *(label for label, *_ in COOLDOWNS))
 B2 = 0.95
+LR_WINDOW = 5  # the LR law's sensitivity check: quadratics on 5 LRs (2 octaves) around each best
 LOSS_KEY = "raw"
 
 
@@ -461,13 +462,22 @@ def _optimum(key, lrs, losses):
     return None
 
 
-def lr_optima(root: str, runs: list[sc.Run]) -> dict:
+def lr_optima(root: str, runs: list[sc.Run], window: int = 0) -> dict:
   """{(width, horizon): (optimum, [(lr, loss)], run)}: per LR the final loss averaged over the
-  seeds that finished, then the quadratic-in-ln-LR optimum."""
+  seeds that finished, then the quadratic-in-ln-LR optimum. ``window`` > 0: the quadratic on
+  only the ``window`` consecutive LRs centred on the lowest mean loss (shifted inside the grid),
+  a check of the full-grid fit's sensitivity to the sweep's far ends (near-divergent top LRs)."""
+  if window and window < 4:
+    raise ValueError(
+      f"window={window} is invalid: 0 (all LRs) or >= 4 (a quadratic with an error)."
+    )
   optima = {}
   for key, by_lr in sorted(sweep_losses(root, runs).items()):
     lrs = sorted(by_lr)
     losses = [float(np.mean([loss for loss, _ in by_lr[lr].values()])) for lr in lrs]
+    if window and len(lrs) > window:
+      first = min(max(int(np.argmin(losses)) - window // 2, 0), len(lrs) - window)
+      lrs, losses = lrs[first : first + window], losses[first : first + window]
     opt = _optimum(key, lrs, losses)
     if opt is not None:
       run = next(iter(by_lr[lrs[0]].values()))[1]
@@ -506,7 +516,7 @@ def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
   return rows
 
 
-def lr_law(optima: dict, out: str) -> list[dict]:
+def lr_law(optima: dict, out: str, name: str = "lr_law") -> list[dict]:
   fit_keys = [k for k in optima if k != HELD_OUT]
   n = [optima[k][2].params for k in fit_keys]
   d = [optima[k][2].trained_tokens for k in fit_keys]
@@ -533,8 +543,8 @@ def lr_law(optima: dict, out: str) -> list[dict]:
         beta=f"{law.beta:.3f}+-{law.beta_se:.3f}",
       )
     )
-  _write_csv(os.path.join(out, "lr_law.csv"), rows)
-  _plot_lr(optima, law, os.path.join(out, "lr_law.png"))
+  _write_csv(os.path.join(out, f"{name}.csv"), rows)
+  _plot_lr(optima, law, os.path.join(out, f"{name}.png"))
   return rows
 
 
@@ -694,6 +704,11 @@ def main(argv=None) -> int:
   print("\n2. LR law:")
   for r in lr_rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  windowed = lr_optima(args.root, runs, window=LR_WINDOW)
+  if HELD_OUT in windowed and len(windowed) > 3:
+    print(f"\n2b. LR law, each quadratic on the {LR_WINDOW} LRs around its sweep's best:")
+    for r in lr_law(windowed, args.out, name=f"lr_law_window{LR_WINDOW}"):
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   print("\n3. equivalent compute:")
   for r in eq_rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))

@@ -182,3 +182,24 @@ def test_dense_schedule_set_per_seed_and_its_seed_mean(tmp_path):
   assert mean["wsd10_linear"].steps.size == len([k for k in steps if k >= 100])
   with pytest.raises(ValueError, match="evals="):
     laws_lm.schedule_curves(str(tmp_path), all_runs, 100, evals="dense-median")
+
+
+def test_windowed_optimum_ignores_a_near_divergent_top_lr(tmp_path):
+  runs = laws_lm.grid()
+  top = max(laws_lm.LRS)
+  for r in runs:
+    if r.method == "cosine" and not r.name.startswith("w32_e24_"):
+      _write(str(tmp_path), r, _loss(r) + (0.5 if r.lr == top else 0.0))
+  full = laws_lm.lr_optima(str(tmp_path), runs)
+  windowed = laws_lm.lr_optima(str(tmp_path), runs, window=laws_lm.LR_WINDOW)
+  key = laws_lm.HELD_OUT
+  truth = windowed[key][2]  # a run of the held-out sweep
+  lr_star = math.exp(
+    LOG_C0 + ALPHA * math.log(truth.params) + BETA * math.log(truth.trained_tokens)
+  )
+  # Inside the window the loss is exactly quadratic; the full grid sees the blown-up top LR.
+  assert len(windowed[key][1]) == laws_lm.LR_WINDOW
+  assert abs(math.log2(windowed[key][0].lr / lr_star)) < 1e-3
+  assert abs(math.log2(full[key][0].lr / lr_star)) > 0.1
+  with pytest.raises(ValueError, match="window=3"):
+    laws_lm.lr_optima(str(tmp_path), runs, window=3)
