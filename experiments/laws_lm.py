@@ -494,11 +494,17 @@ def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
     if len(pairs) < 2:
       continue
     diff = np.array([d for _, d in pairs])
+    seeds = sorted(set.intersection(*(set(s) for s in by_lr.values())))
     own = {}
-    for seed in (0, 1):
-      lrs = [lr for lr, _ in pairs]
+    for seed in seeds:
+      lrs = sorted(by_lr)
       opt = _optimum((*key, seed), lrs, [by_lr[lr][seed][0] for lr in lrs])
       own[seed] = f"{opt.lr:.4g} ({opt.low:.3g}-{opt.high:.3g})" if opt else "none"
+    # Pooled within-LR std over every seed (LRs with >= 2 seeds): one run's seed noise.
+    groups = [[v[0] for v in s.values()] for s in by_lr.values() if len(s) >= 2]
+    pooled = np.sqrt(
+      sum(np.var(g, ddof=1) * (len(g) - 1) for g in groups) / sum(len(g) - 1 for g in groups)
+    )
     rows.append(
       dict(
         width=key[0],
@@ -507,8 +513,9 @@ def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
         diffs_s1_minus_s0=" ".join(f"{d:+.4f}" for d in diff),
         mean_diff=round(float(diff.mean()), 5),
         std_diff=round(float(diff.std(ddof=1)), 5),
-        lr_opt_s0=own[0],
-        lr_opt_s1=own[1],
+        pooled_run_std=round(float(pooled), 5),
+        seeds_at_every_lr=",".join(map(str, seeds)),
+        **{f"lr_opt_s{seed}": own[seed] for seed in seeds},
       )
     )
   if rows:

@@ -138,6 +138,9 @@ def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
   n = len(laws_lm.LRS)
   want = np.std([0.02 * (-1) ** k for k in range(n)], ddof=1)
   assert all(r["std_diff"] == pytest.approx(want, abs=1e-5) for r in noise)
+  # two runs 0.02 apart at every LR: one run's std is 0.02 / sqrt(2)
+  assert all(r["pooled_run_std"] == pytest.approx(0.02 / math.sqrt(2), abs=1e-5) for r in noise)
+  assert all(r["seeds_at_every_lr"] == "0,1" for r in noise)
 
 
 def test_dense_schedule_set_per_seed_and_its_seed_mean(tmp_path):
