@@ -384,7 +384,7 @@ def _fit_and_predict(curves, fit_set, law, out, evals="sparse") -> list[dict]:
     r["ranking_correct"] = true_rank == pred_rank
   suffix = "" if evals == "sparse" else f"_{evals}"
   name = f"schedule_law_{label}_fit-{'+'.join(fit_set)}{suffix}.png"
-  _plot_schedules(curves, fitted, fit_set, os.path.join(out, name))
+  _plot_schedules(curves, fitted, fit_set, os.path.join(out, name), evals)
   return rows
 
 
@@ -607,7 +607,7 @@ def _pyplot():
   return plt
 
 
-def _plot_schedules(curves, fitted, fit_set, path) -> None:
+def _plot_schedules(curves, fitted, fit_set, path, evals="sparse") -> None:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for (name, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
@@ -616,7 +616,7 @@ def _plot_schedules(curves, fitted, fit_set, path) -> None:
     ax.plot(c.steps, fitted.predict(c), color=color, lw=1, ls=style)
   ax.set_xscale("log")
   ax.set(xlabel="step", ylabel="validation loss (thick: data, dotted: fit, dashed: prediction)")
-  ax.set_title(f"{fitted.law.label} fitted on {' + '.join(fit_set)}", fontsize=9)
+  ax.set_title(f"{fitted.law.label} fitted on {' + '.join(fit_set)} ({evals} curves)", fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
