@@ -13,6 +13,9 @@ A. LR sweeps: cosine to 0.1x peak, warmup 50, at 0.5, 1, 2, 4 units for width 32
 B. Schedules at width 32, peak 1e-2, 8 units: a constant run (checkpoints at 80% and 90%), the
    8-unit cosine (from A), WSD branches from the constant run with 10% / 20% cooldowns, linear
    and 1-sqrt, and the 4-unit cosine (from A) as "cosine at another horizon".
+C. The schedule comparison of B again with an eval every 24 steps (``eval_every``) at seeds 0, 1,
+   2 (runs ``w32_e24_s<seed>_<schedule>``, the cosines trained as their own runs): the schedule
+   laws are fitted on the sparse curves, the dense seed-0 curves and the dense seed means.
 
 Checks (issue 6's LM "must show"), each printed and written to ``--out``:
 
@@ -31,7 +34,9 @@ Checks (issue 6's LM "must show"), each printed and written to ``--out``:
 
 LR sweeps can have several seeds (``--seeds 0,1``; run names end in ``_s<seed>``): the LR law
 fits the final loss averaged over the seeds that finished, per (width, budget, LR), and
-``seed_noise.csv`` gives the seed-1 minus seed-0 differences where both exist.
+``seed_noise.csv`` gives the seed-1 minus seed-0 differences where both exist and the pooled
+per-run std over all seeds; ``lr_law_window5.csv`` refits the LR law with each quadratic on the 5
+LRs around its sweep's best (a sensitivity check of the full-grid quadratics).
 
 ``--root`` holds one trainer workdir per run (resumable: finished runs are skipped); with
 ``--copy_logs`` the small logs are copied to ``<out>/runs`` so the fits can be rebuilt anywhere.
