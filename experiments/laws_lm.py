@@ -297,11 +297,20 @@ def _mean_curve(label, per_seed):
   return dataclasses.replace(first, name=label, loss=loss)
 
 
+def dense_names() -> set[str]:
+  """The run names of the dense-eval schedule set, every seed."""
+  return {dense_name(label, seed) for label in SCHEDULE_LABELS for seed in DENSE_SEEDS}
+
+
 def dense_available(root: str, runs: list[sc.Run]) -> bool:
   """Whether every run of the dense-eval schedule set finished."""
-  dense = [dense_name(label, seed) for label in SCHEDULE_LABELS for seed in DENSE_SEEDS]
   by_name = {r.name: r for r in runs}
-  return all(final_loss(root, by_name[n]) is not None for n in dense)
+  return all(final_loss(root, by_name[n]) is not None for n in dense_names())
+
+
+def available_evals(root: str, runs: list[sc.Run]) -> tuple[str, ...]:
+  """The versions of the schedule curves (EVALS) whose runs exist: the dense ones once finished."""
+  return EVALS if dense_available(root, runs) else EVALS[:1]
 
 
 def dense_check(root: str, runs: list[sc.Run]) -> dict:
@@ -329,7 +338,7 @@ def schedule_law(root: str, runs: list[sc.Run], out: str, min_step: int) -> list
   """Every law on every fit set, on each version of the curves (EVALS; the dense ones once
   their runs exist)."""
   rows = []
-  for evals in EVALS if dense_available(root, runs) else EVALS[:1]:
+  for evals in available_evals(root, runs):
     curves = schedule_curves(root, runs, min_step, evals)
     new = []
     for fit_set, law in itertools.product(FIT_SETS, SCHEDULE_LAWS):
@@ -421,7 +430,7 @@ def multipower_profile(root: str, runs: list[sc.Run], out: str, min_step: int) -
   (with the sparse and, once they exist, the dense fit curves)."""
   fit_set = FIT_SETS[0]
   rows = []
-  for evals in EVALS if dense_available(root, runs) else EVALS[:1]:
+  for evals in available_evals(root, runs):
     curves = schedule_curves(root, runs, min_step, evals)
     rows += _profile_rows(curves, fit_set, evals)
   _write_csv(os.path.join(out, "multipower_profile.csv"), rows)
@@ -448,7 +457,7 @@ def _profile_rows(curves, fit_set, evals) -> list[dict]:
 def sweep_losses(root: str, runs: list[sc.Run]) -> dict:
   """{(width, horizon): {lr: {seed: (final loss, run)}}} over every finished cosine sweep run."""
   points: dict = {}
-  dense = {dense_name(label, seed) for label in SCHEDULE_LABELS for seed in DENSE_SEEDS}
+  dense = dense_names()
   for r in runs:
     if r.method != "cosine" or not r.name.startswith("w") or r.name in dense:
       continue
@@ -501,8 +510,8 @@ def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
     diff = np.array([d for _, d in pairs])
     seeds = sorted(set.intersection(*(set(s) for s in by_lr.values())))
     own = {}
+    lrs = sorted(by_lr)
     for seed in seeds:
-      lrs = sorted(by_lr)
       opt = _optimum((*key, seed), lrs, [by_lr[lr][seed][0] for lr in lrs])
       own[seed] = f"{opt.lr:.4g} ({opt.low:.3g}-{opt.high:.3g})" if opt else "none"
     # Pooled within-LR std over every seed (LRs with >= 2 seeds): one run's seed noise.

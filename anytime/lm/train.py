@@ -129,7 +129,7 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
       _fail("horizons", tuple(cfg.horizons), f"each must be in (0, horizon={cfg.horizon}]")
     horizons[to_steps(h)] = float(h)
   log_spaced = np.geomspace(1, total, cfg.eval_points) if cfg.eval_points else []
-  every = int(cfg.get("eval_every", 0))
+  every = cfg.eval_every  # validated above: an int >= 0
   regular = range(every, total + 1, every) if every else []
   eval_steps = sorted({round(float(s)) for s in log_spaced} | set(regular) | set(horizons))
   return Plan(

@@ -45,7 +45,7 @@ def test_grid_names_branches_and_shared_runs():
   assert laws_lm.SCHEDULE_LR in laws_lm.LRS
   assert laws_lm._cosine_name(32, 8.0, 1e-2) in names
   # WSD branches restore the constant run at 80% / 90% of 1920 steps and decay over the rest.
-  sparse = [r for r in runs if not r.name.startswith("w32_e24_")]
+  sparse = [r for r in runs if r.name not in laws_lm.dense_names()]
   parent = next(r for r in sparse if r.method == "constant")
   branches = {r.name: r for r in sparse if r.method == "wsd"}
   assert {r.start_step for r in branches.values()} == {1536, 1728}
@@ -118,7 +118,7 @@ def test_curve_has_the_exact_lrs_of_the_schedule(tmp_path):
 
 def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
   runs = laws_lm.grid(seeds=(0, 1))
-  sweeps = [r for r in runs if r.method == "cosine" and not r.name.startswith("w32_e24_")]
+  sweeps = [r for r in runs if r.method == "cosine" and r.name not in laws_lm.dense_names()]
   seed1 = [r for r in sweeps if r.seed == 1]
   assert seed1 and all(r.name.endswith("_s1") for r in seed1)
   assert len(seed1) == len(sweeps) // 2

@@ -6,7 +6,7 @@ import pytest
 from experiments import mup_lr_transfer
 
 
-def test_report_only_without_points_names_the_directory(tmp_path, capsys):
+def test_report_only_without_points_names_the_directory(tmp_path):
   out = tmp_path / "mup"
   with pytest.raises(SystemExit, match=r"has no finished point.*--seeds \[0, 1\]"):
     mup_lr_transfer.main(["--report_only", "--out", str(out)])
