@@ -89,10 +89,11 @@ LR_WINDOW = 5  # the LR law's sensitivity check: quadratics on 5 LRs (2 octaves)
 LOSS_KEY = "raw"
 
 
-def _sweep(width: int):
-  """The demo sweep's settings with the model resized to ``width``."""
+def _sweep(width: int, shape: dict | None = None):
+  """The demo sweep's settings with the model resized to ``width`` (``shape``: heads and MLP
+  width, default WIDTHS[width])."""
   s = sc.load_sweep("demo")
-  shape = WIDTHS[width]
+  shape = shape or WIDTHS[width]
   keep = [o for o in s.lm_overrides if not o.startswith(("model.", "steps_per_chinchilla"))]
   s.lm_overrides = (
     *keep,
@@ -133,24 +134,33 @@ def grid(seeds: tuple[int, ...] = (0,)) -> list[sc.Run]:
   return runs
 
 
-def dense_name(label: str, seed: int) -> str:
+def dense_name(label: str, seed: int, width: int = SCHEDULE_WIDTH) -> str:
   """The run name of schedule ``label`` (SCHEDULE_LABELS) in the dense-eval set at ``seed``."""
-  return f"w{SCHEDULE_WIDTH}_e{DENSE_EVERY}_s{seed}_{label}"
+  return f"w{width}_e{DENSE_EVERY}_s{seed}_{label}"
 
 
-def _schedule_runs(seed: int = 0, dense: bool = False) -> list[sc.Run]:
+def _schedule_runs(
+  seed: int = 0,
+  dense: bool = False,
+  width: int = SCHEDULE_WIDTH,
+  peak_lr: float = SCHEDULE_LR,
+  shape: dict | None = None,
+) -> list[sc.Run]:
   """The schedule comparison: the constant run, its WSD branches, and (dense set only; the
-  sparse set takes them from the LR sweeps) the 8- and 4-unit cosines at the schedule LR."""
-  s = _sweep(SCHEDULE_WIDTH)
+  sparse set takes them from the LR sweeps) the 8- and 4-unit cosines at the schedule LR.
+  ``width``, ``peak_lr``, ``shape``: another model (dense set only; laws_lm_w64)."""
+  if not dense and (width, peak_lr) != (SCHEDULE_WIDTH, SCHEDULE_LR):
+    raise ValueError(f"width={width}, peak_lr={peak_lr}: only the dense set takes another model.")
+  s = _sweep(width, shape)
   h = SCHEDULE_HORIZON
   common = [("opt.averages", "()")] + ([("eval_every", str(DENSE_EVERY))] if dense else [])
   if dense:
-    parent = dense_name("constant", seed)
+    parent = dense_name("constant", seed, width)
   else:
     parent = f"w{SCHEDULE_WIDTH}_constant_h{h:g}_lr{SCHEDULE_LR:g}"
   starts = sorted({round(h * (1 - frac), 6) for _, frac, _ in COOLDOWNS} | {h})
   run = sc._run(
-    s, "constant", h, SCHEDULE_LR, B2, seed, extra=[("horizons", sc._tuple(starts)), *common]
+    s, "constant", h, peak_lr, B2, seed, extra=[("horizons", sc._tuple(starts)), *common]
   )
   runs = [dataclasses.replace(run, name=parent)]
   for label, frac, shape in COOLDOWNS:
@@ -161,16 +171,14 @@ def _schedule_runs(seed: int = 0, dense: bool = False) -> list[sc.Run]:
       ("opt.wsd_shape", shape),
       ("init_from", parent),
     ]
-    run = sc._run(
-      s, "wsd", h, SCHEDULE_LR, B2, seed, extra=extra, parent=parent, branch=h * (1 - frac)
-    )
-    name = dense_name(label, seed) if dense else f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"
+    run = sc._run(s, "wsd", h, peak_lr, B2, seed, extra=extra, parent=parent, branch=h * (1 - frac))
+    name = dense_name(label, seed, width) if dense else f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"
     runs.append(dataclasses.replace(run, name=name))
   if dense:
     for label, horizon in (("cosine_h8", h), ("cosine_h4", h / 2)):
       extra = [("horizons", sc._tuple([horizon])), *common]
-      run = sc._run(s, "cosine", horizon, SCHEDULE_LR, B2, seed, extra=extra)
-      runs.append(dataclasses.replace(run, name=dense_name(label, seed)))
+      run = sc._run(s, "cosine", horizon, peak_lr, B2, seed, extra=extra)
+      runs.append(dataclasses.replace(run, name=dense_name(label, seed, width)))
   return runs
 
 
@@ -262,9 +270,16 @@ PROFILE_BETAS, PROFILE_GAMMAS = (0.01, 0.1, 0.5, 2.0, 8.0), (0.25, 0.5, 1.0, 2.0
 EVALS = ("sparse", "dense", "dense-mean")
 
 
-def schedule_curves(root: str, runs: list[sc.Run], min_step: int, evals: str = "sparse") -> dict:
+def schedule_curves(
+  root: str,
+  runs: list[sc.Run],
+  min_step: int,
+  evals: str = "sparse",
+  width: int = SCHEDULE_WIDTH,
+  seeds: tuple[int, ...] = DENSE_SEEDS,
+) -> dict:
   """{label: LossCurve} of the schedule comparison (``evals``: one of EVALS), steps >=
-  ``min_step``."""
+  ``min_step``; the dense versions at ``width``, their mean over ``seeds``."""
   by_name = {r.name: r for r in runs}
   if evals == "sparse":
     named = {
@@ -277,10 +292,10 @@ def schedule_curves(root: str, runs: list[sc.Run], min_step: int, evals: str = "
     )
     curves = {k: curve(root, by_name[v], by_name) for k, v in named.items()}
   elif evals in ("dense", "dense-mean"):
-    seeds = DENSE_SEEDS if evals == "dense-mean" else DENSE_SEEDS[:1]
+    seeds = seeds if evals == "dense-mean" else seeds[:1]
     curves = {}
     for label in SCHEDULE_LABELS:
-      per_seed = [curve(root, by_name[dense_name(label, seed)], by_name) for seed in seeds]
+      per_seed = [curve(root, by_name[dense_name(label, s, width)], by_name) for s in seeds]
       curves[label] = _mean_curve(label, per_seed)
   else:
     raise ValueError(f"evals={evals!r} is invalid: allowed {EVALS}.")
@@ -368,7 +383,7 @@ def _first_part_check(curves, law) -> dict:
   )
 
 
-def _fit_and_predict(curves, fit_set, law, out, evals="sparse") -> list[dict]:
+def _fit_and_predict(curves, fit_set, law, out, evals="sparse", tag="") -> list[dict]:
   label, law_cls, options = law
   rows = []
   wsd = [name for name, *_ in COOLDOWNS if name not in fit_set]
@@ -397,7 +412,7 @@ def _fit_and_predict(curves, fit_set, law, out, evals="sparse") -> list[dict]:
     r["wsd_ranking_pred"] = " < ".join(pred_rank)
     r["ranking_correct"] = true_rank == pred_rank
   suffix = "" if evals == "sparse" else f"_{evals}"
-  name = f"schedule_law_{label}_fit-{'+'.join(fit_set)}{suffix}.png"
+  name = f"schedule_law{tag}_{label}_fit-{'+'.join(fit_set)}{suffix}.png"
   _plot_schedules(curves, fitted, fit_set, os.path.join(out, name), evals)
   return rows
 
@@ -537,13 +552,18 @@ def seed_noise(root: str, runs: list[sc.Run], out: str) -> list[dict]:
   return rows
 
 
-def lr_law(optima: dict, out: str, name: str = "lr_law") -> list[dict]:
-  fit_keys = [k for k in optima if k != HELD_OUT]
+def fit_law(optima: dict, held_out=(HELD_OUT,)):
+  """``ln LR* = ln C + alpha ln N + beta ln D`` fitted on the optima (lr_optima) not held out."""
+  fit_keys = [k for k in optima if k not in held_out]
   n = [optima[k][2].params for k in fit_keys]
   d = [optima[k][2].trained_tokens for k in fit_keys]
   y = [optima[k][0].log_lr for k in fit_keys]
   se = [max(optima[k][0].log_lr_se, 1e-3) for k in fit_keys]
-  law = fit_lr_law(n, d, y, se)
+  return fit_lr_law(n, d, y, se)
+
+
+def lr_law(optima: dict, out: str, name: str = "lr_law") -> list[dict]:
+  law = fit_law(optima)
   rows = []
   for key, (opt, _, run) in optima.items():
     pred, lo, hi = (float(v) for v in law.predict(run.params, run.trained_tokens, z=2.0))

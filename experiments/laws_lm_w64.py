@@ -1,0 +1,260 @@
+"""Pre-registered checks of the laws at width 64, a width the laws_lm grid never trained.
+
+    .venv/bin/python -m experiments.laws_lm_w64 --prereg     # predictions, from laws_lm's logs only
+    .venv/bin/python -m experiments.laws_lm_w64 --root runs/laws_lm [--only REGEX]   # train, check
+    .venv/bin/python -m experiments.laws_lm_w64 --root results/laws/lm/runs --no_train  # check
+
+laws_lm's LR law met its held-out point under one optimum estimator (quadratics on the 5 LRs
+around each sweep's best) and missed it under the other (quadratics on the whole grid), and the
+first was added after the second's figure was known. This module tests both on a new point whose
+predictions are computed from laws_lm's committed logs and written to ``w64_prereg.csv`` before
+any width-64 run exists (``--prereg``; the file is committed first, ``--no_train`` refuses to
+overwrite it). Same data, batch, warmup, unit (240 steps) and LR grid as laws_lm:
+
+A. LR law: a cosine sweep of width 64 (2 heads, MLP 256, 2 layers; 98.9k non-embedding parameters,
+   4x width 32's and 1.8x width 48's, the largest fitted) at 2 units, 9 peak LRs, seeds SEEDS. Each
+   estimator's law (fitted on laws_lm's 7 fit sweeps, seeds 0-3) predicts width 64's optimum;
+   an estimator passes if it lands within half an octave of the optimum its own way measures.
+B. muP transfer: the same sweep with muP (``model.parameterization=mup``, base width 32, where
+   muP is the standard parameterization, so laws_lm's width-32 2-unit sweep is its base). muP's
+   prediction: width 64's optimum equals width 32's. Its error is set beside the LR law's.
+C. Schedules: the dense-eval schedule comparison of laws_lm (C) at width 64, peak LR 5e-3 (width
+   32's 1e-2 scaled by 0.5, the ratio of the two widths' optima the LR law predicts; chosen before
+   any width-64 run), seeds 0-2: the multi-power law fitted on constant + 8-unit cosine (dense
+   seed means) predicts the four WSD cooldowns and the 4-unit cosine: within 0.5%, ranked right?
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import os
+import re
+import sys
+
+import numpy as np
+
+from anytime.laws.optimal_lr import fit_lr_optimum
+from experiments import laws_lm as ll
+from experiments import sweep as launcher
+from experiments import sweep_common as sc
+
+WIDTH, SHAPE = 64, dict(heads=2, mlp=256)
+BASE_WIDTH = 32  # muP base: laws_lm's width 32 (muP = standard there)
+HORIZON = 2.0  # the LR sweeps' budget, units of 240 steps
+SEEDS = (0, 1, 2, 3)  # SP sweep seeds, as laws_lm's grid
+MUP_SEEDS = (0, 1)
+SCHEDULE_LR = 5e-3
+PREREG_SEEDS = (0, 1, 2, 3)  # the laws_lm sweeps the prereg laws are fitted on
+PREREG = "w64_prereg.csv"
+ESTIMATORS = (("full-grid", 0), (f"window{ll.LR_WINDOW}", ll.LR_WINDOW))
+
+
+def _name(lr: float, seed: int, mup: bool) -> str:
+  return ("mup_" if mup else "") + ll._cosine_name(WIDTH, HORIZON, lr, seed)
+
+
+def lr_runs(seeds=SEEDS, mup: bool = False) -> list[sc.Run]:
+  """Width 64's cosine sweep at HORIZON (``mup``: muP with base width 32)."""
+  s = ll._sweep(WIDTH, SHAPE)
+  extra = [("horizons", sc._tuple([HORIZON])), ("opt.averages", "()")]
+  if mup:
+    extra += [("model.parameterization", "mup"), ("model.base_width", str(BASE_WIDTH))]
+  runs = []
+  for seed, lr in itertools.product(seeds, ll.LRS):
+    run = sc._run(s, "cosine", HORIZON, lr, ll.B2, seed, extra=extra)
+    runs.append(dataclasses.replace(run, name=_name(lr, seed, mup)))
+  return runs
+
+
+def mup_check_run() -> sc.Run:
+  """muP at its base width, seed 0, LR 1e-2: must retrace laws_lm's standard run (check 0)."""
+  s = ll._sweep(BASE_WIDTH)
+  extra = [("horizons", sc._tuple([HORIZON])), ("opt.averages", "()")]
+  extra += [("model.parameterization", "mup"), ("model.base_width", str(BASE_WIDTH))]
+  run = sc._run(s, "cosine", HORIZON, 1e-2, ll.B2, 0, extra=extra)
+  return dataclasses.replace(run, name="mup_" + ll._cosine_name(BASE_WIDTH, HORIZON, 1e-2, 0))
+
+
+def schedule_runs() -> list[sc.Run]:
+  runs = []
+  for seed in ll.DENSE_SEEDS:
+    runs += ll._schedule_runs(seed, dense=True, width=WIDTH, peak_lr=SCHEDULE_LR, shape=SHAPE)
+  return runs
+
+
+def grid() -> list[sc.Run]:
+  return [*lr_runs(), mup_check_run(), *lr_runs(MUP_SEEDS, mup=True), *schedule_runs()]
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _optimum_of(root: str, runs: list[sc.Run], window: int):
+  """(LROptimum, [(lr, mean loss)], run) of one sweep, the final loss averaged over its seeds;
+  None while fewer than 4 LRs finished."""
+  by_lr: dict = {}
+  for r in runs:
+    loss = ll.final_loss(root, r)
+    if loss is not None:
+      by_lr.setdefault(r.lr, []).append(loss)
+  lrs = sorted(by_lr)
+  losses = [float(np.mean(by_lr[lr])) for lr in lrs]
+  if window and len(lrs) > window:
+    first = min(max(int(np.argmin(losses)) - window // 2, 0), len(lrs) - window)
+    lrs, losses = lrs[first : first + window], losses[first : first + window]
+  if len(lrs) < 4:
+    return None
+  return fit_lr_optimum(lrs, losses), list(zip(lrs, losses, strict=True)), runs[0]
+
+
+def predictions(laws_root: str) -> list[dict]:
+  """The pre-registered predictions of width 64's optimum at HORIZON, from laws_lm's logs."""
+  base_runs = ll.grid(PREREG_SEEDS)
+  target = lr_runs((0,))[0]
+  rows = []
+  for label, window in ESTIMATORS:
+    optima = ll.lr_optima(laws_root, base_runs, window=window)
+    law = ll.fit_law(optima)
+    pred, lo, hi = (float(v) for v in law.predict(target.params, target.trained_tokens, z=2.0))
+    base = optima[(BASE_WIDTH, HORIZON)][0]
+    rows.append(
+      dict(
+        estimator=label,
+        n=target.params,
+        d=target.trained_tokens,
+        lr_law=f"{pred:.4g}",
+        lr_law_band_2sigma=f"{lo:.4g}-{hi:.4g}",
+        alpha=f"{law.alpha:.3f}+-{law.alpha_se:.3f}",
+        beta=f"{law.beta:.3f}+-{law.beta_se:.3f}",
+        mup_transfer=f"{base.lr:.4g}",
+        mup_base=f"w{BASE_WIDTH} {HORIZON:g} units, seeds {','.join(map(str, PREREG_SEEDS))}",
+      )
+    )
+  return rows
+
+
+def lr_check(root: str, prereg: list[dict]) -> list[dict]:
+  """Each estimator's prediction against width 64's optimum measured its own way (SP), and
+  muP's transfer against the muP sweep's optimum."""
+  rows = []
+  sp, mup = lr_runs(), lr_runs(MUP_SEEDS, mup=True)
+  for pre, (label, window) in zip(prereg, ESTIMATORS, strict=True):
+    if pre["estimator"] != label:
+      raise ValueError(f"{PREREG}: estimator {pre['estimator']!r}, expected {label!r}")
+    for kind, runs, pred in (("LR law (SP)", sp, pre["lr_law"]), ("muP", mup, pre["mup_transfer"])):
+      got = _optimum_of(root, runs, window)
+      if got is None:
+        continue
+      opt, pts, _ = got
+      seeds = sorted({r.seed for r in runs if ll.final_loss(root, r) is not None})
+      rows.append(
+        dict(
+          estimator=label,
+          prediction=kind,
+          lr_pred=pred,
+          lr_opt=f"{opt.lr:.4g}",
+          lr_opt_interval=f"{opt.low:.4g}-{opt.high:.4g}",
+          error_octaves=round(float(np.log2(float(pred) / opt.lr)), 3),
+          within_half_octave=abs(np.log2(float(pred) / opt.lr)) <= 0.5,
+          seeds=",".join(map(str, seeds)),
+          losses=" ".join(f"{lr:.4g}:{loss:.4f}" for lr, loss in pts),
+        )
+      )
+  return rows
+
+
+def schedule_check(root: str, out: str, min_step: int) -> list[dict]:
+  """laws_lm's schedule laws on width 64's dense curves (seed 0 and the seed means)."""
+  runs = schedule_runs()
+  if any(ll.final_loss(root, r) is None for r in runs):
+    return []
+  rows = []
+  for evals in ("dense", "dense-mean"):
+    curves = ll.schedule_curves(root, runs, min_step, evals, width=WIDTH)
+    for fit_set, law in itertools.product(ll.FIT_SETS, ll.SCHEDULE_LAWS):
+      rows += [
+        dict(width=WIDTH, fit_evals=evals, **r)
+        for r in ll._fit_and_predict(curves, fit_set, law, out, evals, tag=f"_w{WIDTH}")
+      ]
+  return rows
+
+
+def _read_csv(path: str) -> list[dict]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--root", default="runs/laws_lm", help="the runs' workdirs")
+  p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
+  p.add_argument(
+    "--laws_root", default="results/laws/lm/runs", help="laws_lm's logs (the prereg fits)"
+  )
+  p.add_argument("--prereg", action="store_true", help="write the predictions and stop")
+  p.add_argument("--jobs", type=int, default=1, help="runs at once")
+  p.add_argument("--no_train", action="store_true", help="only check the logs under --root")
+  p.add_argument("--only", default="", help="train only runs whose name matches this regex")
+  p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
+  p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
+  p.add_argument("--dry", action="store_true", help="list the runs and their cost")
+  args = p.parse_args(argv)
+  if args.jobs < 1:
+    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  runs = grid()
+  prereg_path = os.path.join(args.out, PREREG)
+  if args.dry:
+    for r in runs:
+      print(f"{r.name:52s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs  N={r.params}")
+    print(f"{len(runs)} runs, {sum(r.train_flops for r in runs):.3g} FLOPs")
+    return 0
+  if args.prereg:
+    if os.path.exists(prereg_path):
+      raise ValueError(f"{prereg_path} exists: the predictions are written once, before the runs.")
+    os.makedirs(args.out, exist_ok=True)
+    rows = predictions(args.laws_root)
+    ll._write_csv(prereg_path, rows)
+    for r in rows:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+  if not os.path.exists(prereg_path):
+    raise ValueError(f"{prereg_path} is missing: run --prereg (and commit it) before training.")
+  if not args.no_train:
+    todo = [r for r in runs if re.search(args.only, r.name)]
+    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
+    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+  if args.copy_logs:
+    ll.copy_logs(args.root, runs, os.path.join(args.out, "runs"))
+  check = mup_check_run()
+  base = ll._cosine_name(BASE_WIDTH, HORIZON, 1e-2, 0)
+  got, ref = ll.final_loss(args.root, check), ll.final_loss(args.laws_root, _by_name(base))
+  if got is not None and ref is not None:
+    print(f"\n0. muP at its base width vs standard (same seed, LR 1e-2): {got:.5f} vs {ref:.5f}")
+  lr_rows = lr_check(args.root, _read_csv(prereg_path))
+  if lr_rows:
+    ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
+    print("\n1. width 64's optimum vs the pre-registered predictions:")
+    for r in lr_rows:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  sched = schedule_check(args.root, args.out, args.min_step)
+  if sched:
+    ll._write_csv(os.path.join(args.out, "w64_schedule_law.csv"), sched)
+    print("\n2. schedule laws at width 64:")
+    for r in sched:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
+  return 0
+
+
+def _by_name(name: str) -> sc.Run:
+  return next(r for r in ll.grid((0,)) if r.name == name)
+
+
+if __name__ == "__main__":
+  try:
+    sys.exit(main())
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
