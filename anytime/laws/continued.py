@@ -8,9 +8,9 @@ Hyperparameters for LLM Continued Pre-training") as the issue states it:
 
        L(C) = E + A * (C / C_ref)**(-a),       C_ref = the smallest fitted C.
 
-2. Compute -> optimal hyperparameter laws (LR, and batch size the same way):
+2. Compute -> optimal hyperparameter laws, for the LR and the batch size:
 
-       ln h*(C) = ln k + p ln C.
+       ln h*(C) = ln k + p ln C       (h = LR*, B*).
 
 3. Equivalent compute of a checkpoint with validation loss ``L_ckpt`` on the
    proxies' data: the compute at which the law reaches that loss,
@@ -19,7 +19,12 @@ Hyperparameters for LLM Continued Pre-training") as the issue states it:
 
 4. Planned continuation of ``Delta C`` more compute: the continued run is
    treated as a run of total compute ``C_eq + Delta C`` on the law, so its
-   predicted optimal LR is ``h*(C_eq + Delta C)``.
+   predicted optimal LR is ``h*(C_eq + Delta C)`` (and, given a batch-size law,
+   its optimal batch size ``B*(C_eq + Delta C)``).
+
+The per-proxy optima themselves (the ``h*`` the step-2 laws are fitted on) come
+from sweeps: :func:`anytime.laws.optimal_lr.fit_lr_optimum` fits loss vs
+``ln h`` by a quadratic for any positive hyperparameter, batch size included.
 
 Uncertainties: the loss law's covariance (robust fit, :mod:`~anytime.laws.fitting`)
 is propagated to ``C_eq`` by the delta method (in ``ln C_eq``); the LR law's
@@ -165,13 +170,27 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
 
 @dataclasses.dataclass(frozen=True)
 class ContinuationPlan:
-  """Equivalent compute of the checkpoint, the total, and the predicted optimal LR."""
+  """Equivalent compute of the checkpoint, the total, and the predicted optimal LR (and batch
+  size, None without a batch-size law)."""
 
   equivalent_compute: float
   equivalent_compute_band: tuple[float, float]
   total_compute: float
   lr: float
   lr_band: tuple[float, float]
+  batch_size: float | None = None
+  batch_size_band: tuple[float, float] | None = None
+
+
+def _at_total(law: PowerLaw, c_eq, c_band, total, z) -> tuple[float, tuple[float, float]]:
+  """``law`` at the total compute; its band combines the law's own band there with the
+  equivalent-compute band moved through the law (in quadrature, in ln h)."""
+  h, lo, hi = (float(v) for v in law.predict(total, z=z))
+  # sensitivity of ln h to ln C_eq: p * C_eq / total
+  half_ceq = 0.5 * (np.log(c_band[1]) - np.log(c_band[0])) * abs(law.p) * c_eq / total
+  half_law = 0.5 * (np.log(hi) - np.log(lo))
+  half = float(np.hypot(half_ceq, half_law))
+  return h, (float(h * np.exp(-half)), float(h * np.exp(half)))
 
 
 def plan_continuation(
@@ -180,26 +199,29 @@ def plan_continuation(
   checkpoint_loss: float,
   extra_compute: float,
   *,
+  batch_law: PowerLaw | None = None,
   z: float = 1.0,
 ) -> ContinuationPlan:
-  """Predicted optimal LR for continuing a checkpoint by ``extra_compute`` (module step 4).
+  """Predicted optimal LR (and, with ``batch_law``, batch size) for continuing a checkpoint
+  by ``extra_compute`` (module step 4).
 
-  The LR band combines the LR law's band at the total compute with the
-  equivalent-compute band moved through the law (added in quadrature, in ln LR).
+  Each band combines its law's band at the total compute with the
+  equivalent-compute band moved through the law (added in quadrature, in ln h).
   """
   if not np.isfinite(extra_compute) or extra_compute <= 0:
     raise ValueError(f"extra_compute={extra_compute!r} must be finite and > 0.")
   c_eq, c_lo, c_hi = loss_law.equivalent_compute(checkpoint_loss, z=z)
   total = c_eq + extra_compute
-  lr, lo, hi = (float(v) for v in lr_law.predict(total, z=z))
-  # sensitivity of ln LR to ln C_eq: p * C_eq / total
-  half_ceq = 0.5 * (np.log(c_hi) - np.log(c_lo)) * abs(lr_law.p) * c_eq / total
-  half_law = 0.5 * (np.log(hi) - np.log(lo))
-  half = float(np.hypot(half_ceq, half_law))
+  lr, lr_band = _at_total(lr_law, c_eq, (c_lo, c_hi), total, z)
+  batch, batch_band = None, None
+  if batch_law is not None:
+    batch, batch_band = _at_total(batch_law, c_eq, (c_lo, c_hi), total, z)
   return ContinuationPlan(
     equivalent_compute=c_eq,
     equivalent_compute_band=(c_lo, c_hi),
     total_compute=total,
     lr=lr,
-    lr_band=(float(lr * np.exp(-half)), float(lr * np.exp(half))),
+    lr_band=lr_band,
+    batch_size=batch,
+    batch_size_band=batch_band,
   )
