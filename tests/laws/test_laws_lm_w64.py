@@ -11,7 +11,7 @@ from tests.laws.test_laws_lm import ALPHA, BETA, CURVATURE, LOG_C0, _loss, _writ
 
 
 def _lr_star(run):
-  return math.exp(math.log(1.1) - 0.35 * math.log(run.params) - 0.12 * math.log(run.trained_tokens))
+  return math.exp(LOG_C0 + ALPHA * math.log(run.params) + BETA * math.log(run.trained_tokens))
 
 
 def test_runs_are_the_laws_grid_at_width_64():
