@@ -39,7 +39,6 @@ import functools
 import json
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +47,8 @@ import ml_collections
 import numpy as np
 
 from anytime.lm import corpus, prepare
+from anytime.lm.rows import DocumentRows, WindowRows, mix_seed
+from anytime.lm.synthetic import MarkovChain, markov_chain, sample_chain
 
 SOURCES = ("synthetic", "stdlib", "tokens")
 SAMPLINGS = ("windows", "documents")
@@ -329,21 +330,6 @@ def vocab_size(data_cfg) -> int:
 # The synthetic source: a sparse random Markov chain.
 
 
-@dataclasses.dataclass(frozen=True)
-class MarkovChain:
-  """A first-order chain on states 0..S-1: s is followed by successors[s, j] w.p. probs[s, j]."""
-
-  successors: np.ndarray  # int [S, branching]
-  probs: np.ndarray  # float64 [S, branching]
-  stationary: np.ndarray  # float64 [S]
-
-  @property
-  def entropy_rate(self) -> float:
-    """Nats per transition: sum_s pi_s H(P(. | s)), the best achievable next-token loss."""
-    h = -np.sum(self.probs * np.log(np.maximum(self.probs, 1e-300)), axis=1)
-    return float(self.stationary @ h)
-
-
 def _synthetic_args(data_cfg) -> tuple[int, ...]:
   return (
     int(data_cfg.vocab_size),
@@ -353,35 +339,6 @@ def _synthetic_args(data_cfg) -> tuple[int, ...]:
     int(data_cfg.synthetic_val_tokens),
     int(data_cfg.synthetic_seed),
   )
-
-
-def markov_chain(num_states: int, branching: int, seed: int) -> MarkovChain:
-  """Each state gets `branching` distinct successors with Dirichlet(1) probabilities.
-
-  One successor of s is always s + 1 (mod num_states) and, with branching >= 2, state 0 may also
-  stay: the chain is irreducible and aperiodic, so its stationary distribution is unique and
-  power iteration finds it. branching == 1 is the deterministic cycle (uniform, entropy 0).
-  """
-  rng = np.random.default_rng([seed, 0x5EED])
-  successors = np.empty((num_states, branching), dtype=np.int64)
-  for s in range(num_states):
-    forced = [(s + 1) % num_states] + ([s] if s == 0 and branching >= 2 else [])
-    chosen = rng.choice(num_states - len(forced), size=branching - len(forced), replace=False)
-    for f in sorted(forced):  # skip the forced states: map [0, n - len(forced)) onto the rest
-      chosen = chosen + (chosen >= f)
-    successors[s] = np.concatenate([forced, chosen])
-  probs = rng.dirichlet(np.ones(branching), size=num_states)
-  stationary = np.full(num_states, 1.0 / num_states)
-  if branching >= 2:
-    flat_successors, flat_probs = successors.reshape(-1), probs.reshape(-1)
-    for _ in range(200_000):
-      weights = np.repeat(stationary, branching) * flat_probs
-      nxt = np.bincount(flat_successors, weights=weights, minlength=num_states)
-      converged = np.abs(nxt - stationary).sum() < 1e-13
-      stationary = nxt / nxt.sum()
-      if converged:
-        break
-  return MarkovChain(successors, probs, stationary)
 
 
 def synthetic_chain(data_cfg) -> MarkovChain:
@@ -396,22 +353,6 @@ def synthetic_entropy_rate(data_cfg) -> float:
   return synthetic_chain(data_cfg).entropy_rate
 
 
-def _sample_chain(chain: MarkovChain, num_docs: int, doc_len: int, rng) -> np.ndarray:
-  """[num_docs, doc_len] states: documents start in the stationary distribution."""
-  cdf = np.cumsum(chain.probs, axis=1)
-  cdf[:, -1] = 1.0
-  out = np.empty((num_docs, doc_len), dtype=np.int64)
-  state = rng.choice(len(chain.stationary), size=num_docs, p=chain.stationary)
-  rows = np.arange(num_docs)
-  for t in range(doc_len):
-    out[:, t] = state
-    u = rng.random(num_docs)
-    choice = (u[:, None] > cdf[state]).sum(axis=1)
-    state = chain.successors[state, np.minimum(choice, chain.probs.shape[1] - 1)]
-  del rows
-  return out
-
-
 @functools.lru_cache(maxsize=4)
 def _synthetic_data(
   vocab: int, branching: int, doc_len: int, train_tokens: int, val_tokens: int, seed: int
@@ -422,7 +363,7 @@ def _synthetic_data(
   splits = {}
   for k, (split, tokens) in enumerate((("train", train_tokens), ("val", val_tokens))):
     num_docs = math.ceil(tokens / (doc_len + 1))
-    docs = _sample_chain(chain, num_docs, doc_len, np.random.default_rng([seed, 1 + k]))
+    docs = sample_chain(chain, num_docs, doc_len, np.random.default_rng([seed, 1 + k]))
     stream = np.concatenate([docs, np.full((num_docs, 1), eos)], axis=1).reshape(-1)
     splits[split] = stream.astype(dtype)
     splits[split].flags.writeable = False
@@ -434,84 +375,6 @@ def _synthetic_data(
 # Rows: the endless sequence of training rows, random access by (epoch, row).
 
 
-def _mix_seed(seed: int) -> int:
-  """A well-mixed 32-bit seed (grain's shuffle takes [0, 2**32)) from any non-negative int."""
-  return int(np.random.SeedSequence(seed).generate_state(1)[0])
-
-
-class _WindowRows:
-  """Epoch e: windows tokens[o_e + r*L : o_e + r*L + L + 1], o_e in [0, L) random per epoch."""
-
-  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int):
-    self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
-    n = len(tokens)
-    # With room for any offset use (n - L) // L rows; short splits fall back to offset 0.
-    self.random_offset = (n - seq_len) // seq_len >= 1
-    self.rows_per_epoch = (n - seq_len) // seq_len if self.random_offset else (n - 1) // seq_len
-    self._offsets: dict[int, int] = {}
-    self._lock = threading.Lock()
-
-  def offset(self, epoch: int) -> int:
-    if not self.random_offset:
-      return 0
-    with self._lock:  # grain's reader threads share this object
-      if epoch not in self._offsets:  # a Generator per row would cost more than the read
-        if len(self._offsets) > 64:
-          self._offsets.clear()
-        self._offsets[epoch] = int(
-          np.random.default_rng([self.seed, epoch, 1]).integers(self.seq_len)
-        )
-      return self._offsets[epoch]
-
-  def start(self, epoch: int, row: int) -> int:
-    return self.offset(epoch) + row * self.seq_len
-
-  def __call__(self, epoch: int, row: int) -> np.ndarray:
-    s = self.start(epoch, row)
-    return np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int32)
-
-
-class _DocumentRows:
-  """Epoch e: documents (spans ending in EOS) in a random order, packed, cut every L tokens."""
-
-  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int, eos_id: int):
-    self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
-    ends = np.flatnonzero(np.asarray(tokens) == eos_id) + 1
-    if not ends.size or ends[-1] != len(tokens):
-      ends = np.append(ends, len(tokens))
-    self.starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    self.lengths = (ends - self.starts).astype(np.int64)
-    self.rows_per_epoch = (len(tokens) - 1) // seq_len
-    self._orders: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    self._lock = threading.Lock()
-
-  def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(document permutation, packed start offsets) of the epoch."""
-    with self._lock:
-      if epoch not in self._orders:
-        perm = np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.starts))
-        cum = np.concatenate([[0], np.cumsum(self.lengths[perm])])
-        if len(self._orders) >= 3:
-          self._orders.pop(min(self._orders))
-        self._orders[epoch] = (perm, cum)
-      return self._orders[epoch]
-
-  def __call__(self, epoch: int, row: int) -> np.ndarray:
-    perm, cum = self.order(epoch)
-    begin, end = row * self.seq_len, row * self.seq_len + self.seq_len + 1
-    k = int(np.searchsorted(cum, begin, side="right")) - 1
-    pieces, pos = [], begin
-    while pos < end:
-      doc = perm[k]
-      offset = pos - cum[k]
-      take = min(int(self.lengths[doc] - offset), end - pos)
-      first = self.starts[doc] + offset
-      pieces.append(self.tokens[first : first + take])
-      pos += take
-      k += 1
-    return np.concatenate(pieces).astype(np.int32)
-
-
 def _rows(data: TokenData, sampling: str, seq_len: int, seed: int) -> Callable[[int, int], Any]:
   if _rows_possible(len(data.train), seq_len) < 1:
     raise ValueError(
@@ -520,8 +383,8 @@ def _rows(data: TokenData, sampling: str, seq_len: int, seed: int) -> Callable[[
   if sampling == "documents":
     if data.eos_id is None:
       raise ValueError('data.sampling="documents" needs an eos_id in meta.json (it is null)')
-    return _DocumentRows(data.train, seq_len, seed, data.eos_id)
-  return _WindowRows(data.train, seq_len, seed)
+    return DocumentRows(data.train, seq_len, seed, data.eos_id)
+  return WindowRows(data.train, seq_len, seed)
 
 
 def _split_row_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -614,7 +477,7 @@ def make_train_iterator(
   if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
     raise ValueError(f"seed={seed!r} is invalid: expected an integer >= 0")
   data = load_tokens(data_cfg)
-  mixed = _mix_seed(int(seed))
+  mixed = mix_seed(int(seed))
   rows = _rows(data, data_cfg.sampling, seq_len, mixed)
   per_epoch = rows.rows_per_epoch
   local = global_batch_size // process_count

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from anytime.lm import corpus, data, prepare
+from anytime.lm import rows as rows_lib
 
 
 def synthetic_cfg(**overrides):
@@ -190,7 +191,7 @@ def test_documents_rows_pack_every_document_once_per_epoch(tmp_path):
     assert len(epoch_rows) == per_epoch
     # The iterator's rows are the packed stream's rows in a shuffled order; rebuild the stream
     # in row order (consecutive rows share one token) and check it holds whole documents.
-    packed = data._DocumentRows(train, seq_len, data._mix_seed(1), eos)
+    packed = rows_lib.DocumentRows(train, seq_len, rows_lib.mix_seed(1), eos)
     stream = np.concatenate(
       [packed(epoch, r)[:-1] for r in range(per_epoch)] + [packed(epoch, per_epoch - 1)[-1:]]
     )
