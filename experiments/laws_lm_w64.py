@@ -38,6 +38,7 @@ import numpy as np
 
 from anytime.laws.optimal_lr import fit_lr_optimum
 from experiments import laws_lm as ll
+from experiments import laws_lm_lr as lrl
 from experiments import sweep as launcher
 from experiments import sweep_common as sc
 
@@ -116,8 +117,8 @@ def predictions(laws_root: str) -> list[dict]:
   target = lr_runs((0,))[0]
   rows = []
   for label, window in ESTIMATORS:
-    optima = ll.lr_optima(laws_root, base_runs, window=window)
-    law = ll.fit_law(optima)
+    optima = lrl.lr_optima(laws_root, base_runs, window=window)
+    law = lrl.fit_law(optima)
     pred, lo, hi = (float(v) for v in law.predict(target.params, target.trained_tokens, z=2.0))
     base = optima[(BASE_WIDTH, HORIZON)][0]
     rows.append(

@@ -10,7 +10,7 @@ import pytest
 
 import anytime
 from anytime import optim
-from experiments import laws_lm
+from experiments import laws_lm, laws_lm_lr
 from experiments import sweep_common as sc
 
 # Truth: ln LR* = ln C0 + ALPHA ln N + BETA ln D; tuned loss L(C) = E + A (C / 1e11)^-a.
@@ -62,9 +62,9 @@ def test_lr_law_and_equivalent_compute_recover_a_known_truth(tmp_path):
   for r in runs:
     if r.method == "cosine":
       _write(str(tmp_path), r, _loss(r))
-  optima = laws_lm.lr_optima(str(tmp_path), runs)
+  optima = laws_lm_lr.lr_optima(str(tmp_path), runs)
   assert set(optima) == {(32, h) for h in (0.5, 1, 2, 4, 8)} | {(48, h) for h in (1, 2, 4)}
-  rows = laws_lm.lr_law(optima, str(tmp_path))
+  rows = laws_lm_lr.lr_law(optima, str(tmp_path))
   held = next(r for r in rows if r["role"] == "held-out")
   assert (held["width"], held["horizon"]) == laws_lm.HELD_OUT
   # The loss is exactly quadratic in ln LR: every optimum and the law are exact.
@@ -72,7 +72,7 @@ def test_lr_law_and_equivalent_compute_recover_a_known_truth(tmp_path):
   for r in rows:
     truth = LOG_C0 + ALPHA * math.log(r["n"]) + BETA * math.log(r["d"])
     assert math.log(float(r["lr_opt"])) == pytest.approx(truth, abs=1e-3)
-  (eq,) = laws_lm.equivalent_compute(optima, str(tmp_path))
+  (eq,) = laws_lm_lr.equivalent_compute(optima, str(tmp_path))
   assert abs(eq["rel_err"]) < 0.01
   assert float(eq["true_compute"]) == pytest.approx(
     next(r for r in runs if r.name == laws_lm._cosine_name(32, 8.0, 1e-2)).train_flops, rel=1e-3
@@ -130,10 +130,10 @@ def test_seeds_are_averaged_per_lr_and_their_noise_reported(tmp_path):
     if r.method == "cosine":
       k = laws_lm.LRS.index(r.lr)
       _write(str(tmp_path), r, _loss(r) + 0.01 * (-1) ** (k + r.seed))
-  optima = laws_lm.lr_optima(str(tmp_path), runs)
-  held = next(r for r in laws_lm.lr_law(optima, str(tmp_path)) if r["role"] == "held-out")
+  optima = laws_lm_lr.lr_optima(str(tmp_path), runs)
+  held = next(r for r in laws_lm_lr.lr_law(optima, str(tmp_path)) if r["role"] == "held-out")
   assert abs(held["error_octaves"]) < 1e-3
-  noise = laws_lm.seed_noise(str(tmp_path), runs, str(tmp_path))
+  noise = laws_lm_lr.seed_noise(str(tmp_path), runs, str(tmp_path))
   assert len(noise) == len(optima)
   n = len(laws_lm.LRS)
   want = np.std([0.02 * (-1) ** k for k in range(n)], ddof=1)
@@ -193,8 +193,8 @@ def test_windowed_optimum_ignores_a_near_divergent_top_lr(tmp_path):
   for r in runs:
     if r.method == "cosine" and not r.name.startswith("w32_e24_"):
       _write(str(tmp_path), r, _loss(r) + (0.5 if r.lr == top else 0.0))
-  full = laws_lm.lr_optima(str(tmp_path), runs)
-  windowed = laws_lm.lr_optima(str(tmp_path), runs, window=laws_lm.LR_WINDOW)
+  full = laws_lm_lr.lr_optima(str(tmp_path), runs)
+  windowed = laws_lm_lr.lr_optima(str(tmp_path), runs, window=laws_lm.LR_WINDOW)
   key = laws_lm.HELD_OUT
   truth = windowed[key][2]  # a run of the held-out sweep
   lr_star = math.exp(
@@ -205,4 +205,4 @@ def test_windowed_optimum_ignores_a_near_divergent_top_lr(tmp_path):
   assert abs(math.log2(windowed[key][0].lr / lr_star)) < 1e-3
   assert abs(math.log2(full[key][0].lr / lr_star)) > 0.1
   with pytest.raises(ValueError, match="window=3"):
-    laws_lm.lr_optima(str(tmp_path), runs, window=3)
+    laws_lm_lr.lr_optima(str(tmp_path), runs, window=3)
