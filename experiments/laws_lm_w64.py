@@ -22,6 +22,11 @@ C. Schedules: the dense-eval schedule comparison of laws_lm (C) at width 64, pea
    32's 1e-2 scaled by 0.5, the ratio of the two widths' optima the LR law predicts; chosen before
    any width-64 run), seeds 0-2: the multi-power law fitted on constant + 8-unit cosine (dense
    seed means) predicts the four WSD cooldowns and the 4-unit cosine: within 0.5%, ranked right?
+D. Across sizes: the same dense set at width 48 (peak 7.07e-3, the grid LR nearest to width 32's
+   1e-2 scaled by the law's ratio of optima), so that the forward-momentum law (which needs three
+   sizes for its N term) is fitted on every width-32 and width-48 curve plus width 64's constant
+   and 8-unit cosine, and predicts width 64's held-out schedules: does annealing fitted on other
+   sizes transfer? Set beside C's one-size fits.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import sys
 
 import numpy as np
 
+from anytime.laws import ForwardMomentumLaw, MultiPowerLaw
 from anytime.laws.optimal_lr import fit_lr_optimum
 from experiments import laws_lm as ll
 from experiments import laws_lm_lr as lrl
@@ -48,6 +54,7 @@ HORIZON = 2.0  # the LR sweeps' budget, units of 240 steps
 SEEDS = (0, 1, 2, 3)  # SP sweep seeds, as laws_lm's grid
 MUP_SEEDS = (0, 1)
 SCHEDULE_LR = 5e-3
+SIZE_WIDTH, SIZE_LR = 48, 7.071e-3  # D: the third size of the forward-momentum check
 PREREG_SEEDS = (0, 1, 2, 3)  # the laws_lm sweeps the prereg laws are fitted on
 PREREG = "w64_prereg.csv"
 ESTIMATORS = (("full-grid", 0), (f"window{ll.LR_WINDOW}", ll.LR_WINDOW))
@@ -86,8 +93,16 @@ def schedule_runs() -> list[sc.Run]:
   return runs
 
 
+def size_runs() -> list[sc.Run]:
+  runs = []
+  for seed in ll.DENSE_SEEDS:
+    runs += ll._schedule_runs(seed, dense=True, width=SIZE_WIDTH, peak_lr=SIZE_LR)
+  return runs
+
+
 def grid() -> list[sc.Run]:
-  return [*lr_runs(), mup_check_run(), *lr_runs(MUP_SEEDS, mup=True), *schedule_runs()]
+  runs = [*lr_runs(), mup_check_run(), *lr_runs(MUP_SEEDS, mup=True), *schedule_runs()]
+  return runs + size_runs()
 
 
 # ------------------------------------------------------------------------------------------
@@ -183,6 +198,49 @@ def schedule_check(root: str, out: str, min_step: int) -> list[dict]:
   return rows
 
 
+def size_check(root: str, laws_root: str, out: str, min_step: int) -> list[dict]:
+  """D: the forward-momentum law fitted across three sizes predicts width 64's held-out
+  schedules (dense seed means), beside the same law and the multi-power law fitted on width 64
+  alone (constant + 8-unit cosine)."""
+  sets = ((laws_root, ll.grid()), (root, size_runs()), (root, schedule_runs()))
+  if any(ll.final_loss(r, run) is None for r, runs in sets for run in runs if "_e24_" in run.name):
+    return []
+  curves = {}
+  for (where, runs), width in zip(sets, (ll.SCHEDULE_WIDTH, SIZE_WIDTH, WIDTH), strict=True):
+    params = next(r.params for r in runs if r.name == ll.dense_name("constant", 0, width))
+    for label, c in ll.schedule_curves(where, runs, min_step, "dense-mean", width=width).items():
+      curves[(width, label)] = dataclasses.replace(c, name=f"w{width}_{label}", model_size=params)
+  target_fit = [(WIDTH, label) for label in ll.FIT_SETS[0]]
+  across = [k for k in curves if k[0] != WIDTH] + target_fit
+  held = [k for k in curves if k[0] == WIDTH and k not in target_fit]
+  fits = (
+    ("forward_momentum", "w32+w48 all, w64 constant+cosine_h8", ForwardMomentumLaw, across),
+    ("forward_momentum", "w64 constant+cosine_h8", ForwardMomentumLaw, target_fit),
+    ("multipower", "w64 constant+cosine_h8", MultiPowerLaw, target_fit),
+  )
+  rows = []
+  for law_label, fit_label, law_cls, keys in fits:
+    fitted = law_cls().fit([curves[k] for k in keys])
+    preds = {k: float(fitted.predict(curves[k])[-1]) for k in held}
+    wsd = [k for k in held if k[1].startswith("wsd")]
+    ranked = sorted(wsd, key=lambda k: curves[k].loss[-1]) == sorted(wsd, key=preds.get)
+    for k in held:
+      true = float(curves[k].loss[-1])
+      rows.append(
+        dict(
+          law=law_label,
+          fit=fit_label,
+          size_term="alpha_N" in fitted.result.names,
+          run=f"w{k[0]}_{k[1]}",
+          final_true=round(true, 5),
+          final_pred=round(preds[k], 5),
+          final_rel_err=round(preds[k] / true - 1, 5),
+          wsd_ranking_correct=ranked,
+        )
+      )
+  return rows
+
+
 def _read_csv(path: str) -> list[dict]:
   with open(path, newline="") as f:
     return list(csv.DictReader(f))
@@ -239,6 +297,12 @@ def main(argv=None) -> int:
     ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
     print("\n1. width 64's optimum vs the pre-registered predictions:")
     for r in lr_rows:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  sizes = size_check(args.root, args.laws_root, args.out, args.min_step)
+  if sizes:
+    ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
+    print("\n3. annealing fitted across sizes, width 64's held-out schedules:")
+    for r in sizes:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   sched = schedule_check(args.root, args.out, args.min_step)
   if sched:
