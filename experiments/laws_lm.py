@@ -133,6 +133,17 @@ def grid(seeds: tuple[int, ...] = (0,)) -> list[sc.Run]:
   return runs
 
 
+def sparse_name(label: str) -> str:
+  """The run name of schedule ``label`` (SCHEDULE_LABELS) in the sparse set (seed 0; its
+  cosines are the LR sweeps' runs at the schedule LR)."""
+  h = SCHEDULE_HORIZON
+  if label == "constant":
+    return f"w{SCHEDULE_WIDTH}_constant_h{h:g}_lr{SCHEDULE_LR:g}"
+  if label in ("cosine_h8", "cosine_h4"):
+    return _cosine_name(SCHEDULE_WIDTH, h if label == "cosine_h8" else h / 2, SCHEDULE_LR)
+  return f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"
+
+
 def dense_name(label: str, seed: int, width: int = SCHEDULE_WIDTH) -> str:
   """The run name of schedule ``label`` (SCHEDULE_LABELS) in the dense-eval set at ``seed``."""
   return f"w{width}_e{DENSE_EVERY}_s{seed}_{label}"
@@ -153,10 +164,7 @@ def _schedule_runs(
   s = _sweep(width, shape)
   h = SCHEDULE_HORIZON
   common = [("opt.averages", "()")] + ([("eval_every", str(DENSE_EVERY))] if dense else [])
-  if dense:
-    parent = dense_name("constant", seed, width)
-  else:
-    parent = f"w{SCHEDULE_WIDTH}_constant_h{h:g}_lr{SCHEDULE_LR:g}"
+  parent = dense_name("constant", seed, width) if dense else sparse_name("constant")
   starts = sorted({round(h * (1 - frac), 6) for _, frac, _ in COOLDOWNS} | {h})
   run = sc._run(
     s, "constant", h, peak_lr, B2, seed, extra=[("horizons", sc._tuple(starts)), *common]
@@ -171,7 +179,7 @@ def _schedule_runs(
       ("init_from", parent),
     ]
     run = sc._run(s, "wsd", h, peak_lr, B2, seed, extra=extra, parent=parent, branch=h * (1 - frac))
-    name = dense_name(label, seed, width) if dense else f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"
+    name = dense_name(label, seed, width) if dense else sparse_name(label)
     runs.append(dataclasses.replace(run, name=name))
   if dense:
     for label, horizon in (("cosine_h8", h), ("cosine_h4", h / 2)):
@@ -281,14 +289,7 @@ def schedule_curves(
   ``min_step``; the dense versions at ``width``, their mean over ``seeds``."""
   by_name = {r.name: r for r in runs}
   if evals == "sparse":
-    named = {
-      "constant": f"w{SCHEDULE_WIDTH}_constant_h{SCHEDULE_HORIZON:g}_lr{SCHEDULE_LR:g}",
-      "cosine_h8": _cosine_name(SCHEDULE_WIDTH, SCHEDULE_HORIZON, SCHEDULE_LR),
-      "cosine_h4": _cosine_name(SCHEDULE_WIDTH, SCHEDULE_HORIZON / 2, SCHEDULE_LR),
-    }
-    named.update(
-      {label: f"w{SCHEDULE_WIDTH}_{label}_h{SCHEDULE_HORIZON:g}" for label, *_ in COOLDOWNS}
-    )
+    named = {label: sparse_name(label) for label in SCHEDULE_LABELS}
     curves = {k: curve(root, by_name[v], by_name) for k, v in named.items()}
   elif evals in ("dense", "dense-mean"):
     seeds = seeds if evals == "dense-mean" else seeds[:1]
