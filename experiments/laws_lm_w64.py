@@ -52,7 +52,7 @@ WIDTH, SHAPE = 64, dict(heads=2, mlp=256)
 BASE_WIDTH = 32  # muP base: laws_lm's width 32 (muP = standard there)
 HORIZON = 2.0  # the LR sweeps' budget, units of 240 steps
 SEEDS = (0, 1, 2, 3)  # SP sweep seeds, as laws_lm's grid
-MUP_SEEDS = (0, 1)
+MUP_SEEDS = (0, 1, 2, 3)  # seeds 2, 3 added after 0, 1 (same grid as SP)
 SCHEDULE_LR = 5e-3
 SIZE_WIDTH, SIZE_LR = 48, 7.071e-3  # D: the third size of the forward-momentum check
 PREREG_SEEDS = (0, 1, 2, 3)  # the laws_lm sweeps the prereg laws are fitted on
@@ -294,20 +294,20 @@ def main(argv=None) -> int:
     print(f"\n0. muP at its base width vs standard (same seed, LR 1e-2): {got:.5f} vs {ref:.5f}")
   lr_rows = lr_check(args.root, _read_csv(prereg_path))
   if lr_rows:
-    ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
     print("\n1. width 64's optimum vs the pre-registered predictions:")
+    ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
     for r in lr_rows:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   sizes = size_check(args.root, args.laws_root, args.out, args.min_step)
   if sizes:
-    ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
     print("\n3. annealing fitted across sizes, width 64's held-out schedules:")
+    ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
     for r in sizes:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   sched = schedule_check(args.root, args.out, args.min_step)
   if sched:
-    ll._write_csv(os.path.join(args.out, "w64_schedule_law.csv"), sched)
     print("\n2. schedule laws at width 64:")
+    ll._write_csv(os.path.join(args.out, "w64_schedule_law.csv"), sched)
     for r in sched:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
   return 0
