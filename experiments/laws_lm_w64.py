@@ -298,18 +298,18 @@ def main(argv=None) -> int:
     ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
     for r in lr_rows:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
-  sizes = size_check(args.root, args.laws_root, args.out, args.min_step)
-  if sizes:
-    print("\n3. annealing fitted across sizes, width 64's held-out schedules:")
-    ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
-    for r in sizes:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   sched = schedule_check(args.root, args.out, args.min_step)
   if sched:
     print("\n2. schedule laws at width 64:")
     ll._write_csv(os.path.join(args.out, "w64_schedule_law.csv"), sched)
     for r in sched:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
+  sizes = size_check(args.root, args.laws_root, args.out, args.min_step)
+  if sizes:
+    print("\n3. annealing fitted across sizes, width 64's held-out schedules:")
+    ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
+    for r in sizes:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
   return 0
 
 
