@@ -1,6 +1,7 @@
 """experiments/laws_lm_w64.py: the width-64 runs, and the pre-registered LR predictions checked
 end to end on synthetic logs from a known LR law (the real runs' figures are in docs/laws.md)."""
 
+import json
 import math
 
 import numpy as np
@@ -75,3 +76,45 @@ def test_check_refuses_to_run_without_predictions(tmp_path):
   with pytest.raises(ValueError, match="run --prereg"):
     laws_lm_w64.main(["--root", str(tmp_path), "--out", str(tmp_path), "--no_train"])
   assert np.isclose(laws_lm_w64.SCHEDULE_LR, laws_lm.SCHEDULE_LR / 2)
+
+
+def test_size_check_recovers_a_known_forward_momentum_law(tmp_path):
+  """Dense logs of the three sizes from a known forward-momentum law: fitted across sizes, it
+  predicts width 64's held-out finals exactly (checks sizes, LRs and branch histories)."""
+  from anytime import optim
+  from anytime.laws.forward_momentum import annealing_momentum
+  from experiments import sweep_common as sc
+  from tests.laws.test_laws_lm import _log_train
+
+  laws_root, root = str(tmp_path / "laws"), str(tmp_path / "w64")
+  sets = ((laws_root, [r for r in laws_lm.grid() if r.name in laws_lm.dense_names()]),)
+  sets += ((root, laws_lm_w64.size_runs()), (root, laws_lm_w64.schedule_runs()))
+  n_ref = min(r.params for _, runs in sets for r in runs)
+  l0, a, alpha_s, c, b, alpha_n = 2.0, 3.0, 0.3, 1e-4, 0.8, 0.5
+  for where, runs in sets:
+    for run in runs:
+      cfg = sc.lm_config(run.lm_arg, run.overrides)
+      lrs = np.asarray(optim.make_schedule(cfg.opt, run.total_steps)(np.arange(run.total_steps)))
+      x = lrs / 1e-2  # the fit divides by its largest LR: width 32's peak
+      loss = l0 + a * np.cumsum(x) ** -alpha_s + b * (run.params / n_ref) ** -alpha_n
+      loss = loss - c * annealing_momentum(x, laws_lm.WARMUP)
+      first = run.start_step + 1
+      _log_train(where, run, lrs, first, run.total_steps)
+      steps = [k for k in range(24, run.total_steps + 1, 24) if k >= first]
+      with open(f"{where}/{run.name}/eval.jsonl", "w") as f:
+        header = {"kind": "header", "total_steps": run.total_steps, "steps_per_chinchilla": 240}
+        f.write(json.dumps(header) + "\n")
+        for k in steps:
+          record = {"kind": "eval", "step": k, "tokens": k * run.tokens_per_step}
+          f.write(json.dumps({**record, "loss": {"raw": float(loss[k - 1])}}) + "\n")
+  rows = laws_lm_w64.size_check(root, laws_root, str(tmp_path), 100)
+  across = [r for r in rows if r["fit"].startswith("w32+w48")]
+  assert {r["run"] for r in across} == {
+    "w64_cosine_h4",
+    "w64_wsd10_linear",
+    "w64_wsd10_1-sqrt",
+    "w64_wsd20_linear",
+    "w64_wsd20_1-sqrt",
+  }
+  assert all(r["size_term"] for r in across)
+  assert max(abs(r["final_rel_err"]) for r in across) < 1e-3, across
