@@ -15,6 +15,8 @@ A. LR law: a cosine sweep of width 64 (2 heads, MLP 256, 2 layers; 98.9k non-emb
    4x width 32's and 1.8x width 48's, the largest fitted) at 2 units, 9 peak LRs, seeds SEEDS. Each
    estimator's law (fitted on laws_lm's 7 fit sweeps, seeds 0-3) predicts width 64's optimum;
    an estimator passes if it lands within half an octave of the optimum its own way measures.
+   A second point, width 64 at 8 units (seeds 0-1; ``w64_h8_prereg.csv``), was pre-registered
+   after the first point's figures were known and before any of its runs.
 B. muP transfer: the same sweep with muP (``model.parameterization=mup``, base width 32, where
    muP is the standard parameterization, so laws_lm's width-32 2-unit sweep is its base). muP's
    prediction: width 64's optimum equals width 32's. Its error is set beside the LR law's.
@@ -57,23 +59,30 @@ SCHEDULE_LR = 5e-3
 SIZE_WIDTH, SIZE_LR = 48, 7.071e-3  # D: the third size of the forward-momentum check
 PREREG_SEEDS = (0, 1, 2, 3)  # the laws_lm sweeps the prereg laws are fitted on
 PREREG = "w64_prereg.csv"
+# A second pre-registered point, written after the first one's figures but before any of its runs:
+# width 64 at 8 units, where width 32's held-out sweep was flat (SP only, seeds 0-1).
+H8, H8_SEEDS = 8.0, (0, 1)
+HORIZONS = (HORIZON, H8)
+
+
+def prereg_name(horizon: float) -> str:
+  return PREREG if horizon == HORIZON else f"w64_h{horizon:g}_prereg.csv"
+
+
 ESTIMATORS = (("full-grid", 0), (f"window{ll.LR_WINDOW}", ll.LR_WINDOW))
 
 
-def _name(lr: float, seed: int, mup: bool) -> str:
-  return ("mup_" if mup else "") + ll._cosine_name(WIDTH, HORIZON, lr, seed)
-
-
-def lr_runs(seeds=SEEDS, mup: bool = False) -> list[sc.Run]:
-  """Width 64's cosine sweep at HORIZON (``mup``: muP with base width 32)."""
+def lr_runs(seeds=SEEDS, mup: bool = False, horizon: float = HORIZON) -> list[sc.Run]:
+  """Width 64's cosine sweep at ``horizon`` (``mup``: muP with base width 32)."""
   s = ll._sweep(WIDTH, SHAPE)
-  extra = [("horizons", sc._tuple([HORIZON])), ("opt.averages", "()")]
+  extra = [("horizons", sc._tuple([horizon])), ("opt.averages", "()")]
   if mup:
     extra += [("model.parameterization", "mup"), ("model.base_width", str(BASE_WIDTH))]
   runs = []
   for seed, lr in itertools.product(seeds, ll.LRS):
-    run = sc._run(s, "cosine", HORIZON, lr, ll.B2, seed, extra=extra)
-    runs.append(dataclasses.replace(run, name=_name(lr, seed, mup)))
+    run = sc._run(s, "cosine", horizon, lr, ll.B2, seed, extra=extra)
+    name = ("mup_" if mup else "") + ll._cosine_name(WIDTH, horizon, lr, seed)
+    runs.append(dataclasses.replace(run, name=name))
   return runs
 
 
@@ -102,7 +111,7 @@ def size_runs() -> list[sc.Run]:
 
 def grid() -> list[sc.Run]:
   runs = [*lr_runs(), mup_check_run(), *lr_runs(MUP_SEEDS, mup=True), *schedule_runs()]
-  return runs + size_runs()
+  return runs + size_runs() + lr_runs(H8_SEEDS, horizon=H8)
 
 
 # ------------------------------------------------------------------------------------------
@@ -126,16 +135,16 @@ def _optimum_of(root: str, runs: list[sc.Run], window: int):
   return fit_lr_optimum(lrs, losses), list(zip(lrs, losses, strict=True)), runs[0]
 
 
-def predictions(laws_root: str) -> list[dict]:
-  """The pre-registered predictions of width 64's optimum at HORIZON, from laws_lm's logs."""
+def predictions(laws_root: str, horizon: float = HORIZON) -> list[dict]:
+  """The pre-registered predictions of width 64's optimum at ``horizon``, from laws_lm's logs."""
   base_runs = ll.grid(PREREG_SEEDS)
-  target = lr_runs((0,))[0]
+  target = lr_runs((0,), horizon=horizon)[0]
   rows = []
   for label, window in ESTIMATORS:
     optima = lrl.lr_optima(laws_root, base_runs, window=window)
     law = lrl.fit_law(optima)
     pred, lo, hi = (float(v) for v in law.predict(target.params, target.trained_tokens, z=2.0))
-    base = optima[(BASE_WIDTH, HORIZON)][0]
+    base = optima[(BASE_WIDTH, horizon)][0]
     rows.append(
       dict(
         estimator=label,
@@ -146,28 +155,32 @@ def predictions(laws_root: str) -> list[dict]:
         alpha=f"{law.alpha:.3f}+-{law.alpha_se:.3f}",
         beta=f"{law.beta:.3f}+-{law.beta_se:.3f}",
         mup_transfer=f"{base.lr:.4g}",
-        mup_base=f"w{BASE_WIDTH} {HORIZON:g} units, seeds {','.join(map(str, PREREG_SEEDS))}",
+        mup_base=f"w{BASE_WIDTH} {horizon:g} units, seeds {','.join(map(str, PREREG_SEEDS))}",
       )
     )
   return rows
 
 
-def lr_check(root: str, prereg: list[dict]) -> list[dict]:
+def lr_check(root: str, prereg: list[dict], horizon: float = HORIZON) -> list[dict]:
   """Each estimator's prediction against width 64's optimum measured its own way (SP), and
-  muP's transfer against the muP sweep's optimum."""
+  muP's transfer against the muP sweep's optimum (where those runs exist)."""
   rows = []
-  sp, mup = lr_runs(), lr_runs(MUP_SEEDS, mup=True)
+  sp = lr_runs(SEEDS if horizon == HORIZON else H8_SEEDS, horizon=horizon)
+  mup = lr_runs(MUP_SEEDS, mup=True) if horizon == HORIZON else []
   for pre, (label, window) in zip(prereg, ESTIMATORS, strict=True):
     if pre["estimator"] != label:
-      raise ValueError(f"{PREREG}: estimator {pre['estimator']!r}, expected {label!r}")
+      raise ValueError(
+        f"{prereg_name(horizon)}: estimator {pre['estimator']!r}, expected {label!r}"
+      )
     for kind, runs, pred in (("LR law (SP)", sp, pre["lr_law"]), ("muP", mup, pre["mup_transfer"])):
-      got = _optimum_of(root, runs, window)
+      got = _optimum_of(root, runs, window) if runs else None
       if got is None:
         continue
       opt, pts, _ = got
       seeds = sorted({r.seed for r in runs if ll.final_loss(root, r) is not None})
       rows.append(
         dict(
+          horizon=horizon,
           estimator=label,
           prediction=kind,
           lr_pred=pred,
@@ -264,23 +277,28 @@ def main(argv=None) -> int:
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
   runs = grid()
-  prereg_path = os.path.join(args.out, PREREG)
+  prereg_paths = {h: os.path.join(args.out, prereg_name(h)) for h in HORIZONS}
   if args.dry:
     for r in runs:
       print(f"{r.name:52s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs  N={r.params}")
     print(f"{len(runs)} runs, {sum(r.train_flops for r in runs):.3g} FLOPs")
     return 0
-  if args.prereg:
-    if os.path.exists(prereg_path):
-      raise ValueError(f"{prereg_path} exists: the predictions are written once, before the runs.")
+  if args.prereg:  # writes the missing files, never overwrites one
+    todo = {h: path for h, path in prereg_paths.items() if not os.path.exists(path)}
+    if not todo:
+      raise ValueError(
+        f"{sorted(prereg_paths.values())} exist: the predictions are written once, before the runs."
+      )
     os.makedirs(args.out, exist_ok=True)
-    rows = predictions(args.laws_root)
-    ll._write_csv(prereg_path, rows)
-    for r in rows:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    for h, path in todo.items():
+      rows = predictions(args.laws_root, h)
+      ll._write_csv(path, rows)
+      for r in rows:
+        print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
     return 0
-  if not os.path.exists(prereg_path):
-    raise ValueError(f"{prereg_path} is missing: run --prereg (and commit it) before training.")
+  missing = [path for path in prereg_paths.values() if not os.path.exists(path)]
+  if missing:
+    raise ValueError(f"{missing} missing: run --prereg (and commit it) before training.")
   if not args.no_train:
     todo = [r for r in runs if re.search(args.only, r.name)]
     outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
@@ -292,7 +310,7 @@ def main(argv=None) -> int:
   got, ref = ll.final_loss(args.root, check), ll.final_loss(args.laws_root, _by_name(base))
   if got is not None and ref is not None:
     print(f"\n0. muP at its base width vs standard (same seed, LR 1e-2): {got:.5f} vs {ref:.5f}")
-  lr_rows = lr_check(args.root, _read_csv(prereg_path))
+  lr_rows = [r for h, path in prereg_paths.items() for r in lr_check(args.root, _read_csv(path), h)]
   if lr_rows:
     print("\n1. width 64's optimum vs the pre-registered predictions:")
     ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)

@@ -51,6 +51,11 @@ def test_prereg_then_check_on_a_known_law(tmp_path, capsys):
   # the loss is exactly quadratic in ln LR: both estimators' laws give the truth at width 64
   for row in pre:
     assert math.log(float(row["lr_law"])) == pytest.approx(math.log(_lr_star(target)), abs=2e-3)
+  h8 = laws_lm_w64._read_csv(f"{out}/{laws_lm_w64.prereg_name(8.0)}")
+  target8 = laws_lm_w64.lr_runs((0,), horizon=8.0)[0]
+  assert target8.trained_tokens == 4 * target.trained_tokens
+  for row in h8:
+    assert math.log(float(row["lr_law"])) == pytest.approx(math.log(_lr_star(target8)), abs=2e-3)
   base = next(r for r in laws_lm.grid() if r.name == laws_lm._cosine_name(32, 2.0, 1e-2))
   assert float(pre[0]["mup_transfer"]) == pytest.approx(_lr_star(base), rel=2e-3)
 
