@@ -383,7 +383,7 @@ def _first_part_check(curves, law) -> dict:
   )
 
 
-def _fit_and_predict(curves, fit_set, law, out, evals="sparse", tag="") -> list[dict]:
+def _fit_and_predict(curves, fit_set, law, out, evals="sparse", tag="", plot=True) -> list[dict]:
   label, law_cls, options = law
   rows = []
   wsd = [name for name, *_ in COOLDOWNS if name not in fit_set]
@@ -413,7 +413,8 @@ def _fit_and_predict(curves, fit_set, law, out, evals="sparse", tag="") -> list[
     r["ranking_correct"] = true_rank == pred_rank
   suffix = "" if evals == "sparse" else f"_{evals}"
   name = f"schedule_law{tag}_{label}_fit-{'+'.join(fit_set)}{suffix}.png"
-  _plot_schedules(curves, fitted, fit_set, os.path.join(out, name), evals)
+  if plot:
+    _plot_schedules(curves, fitted, fit_set, os.path.join(out, name), evals)
   return rows
 
 

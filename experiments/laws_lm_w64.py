@@ -206,7 +206,9 @@ def schedule_check(root: str, out: str, min_step: int) -> list[dict]:
     for fit_set, law in itertools.product(ll.FIT_SETS, ll.SCHEDULE_LAWS):
       rows += [
         dict(width=WIDTH, fit_evals=evals, **r)
-        for r in ll._fit_and_predict(curves, fit_set, law, out, evals, tag=f"_w{WIDTH}")
+        for r in ll._fit_and_predict(
+          curves, fit_set, law, out, evals, tag=f"_w{WIDTH}", plot=evals == "dense-mean"
+        )
       ]
   return rows
 
