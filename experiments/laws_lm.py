@@ -519,18 +519,23 @@ def copy_logs(root: str, runs: list[sc.Run], dest: str) -> None:
         shutil.copy2(os.path.join(src, f), os.path.join(dest, r.name, f))
 
 
-def main(argv=None) -> int:
-  from experiments import laws_lm_lr as lr_mod  # imports this module: loaded at call time
-
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_run_args(p: argparse.ArgumentParser, jobs: int) -> None:
+  """The options laws_lm and laws_lm_w64 share: where runs live, what to train, what to write."""
   p.add_argument("--root", default="runs/laws_lm", help="the runs' workdirs")
   p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
-  p.add_argument("--jobs", type=int, default=2, help="runs at once")
+  p.add_argument("--jobs", type=int, default=jobs, help="runs at once")
   p.add_argument("--no_train", action="store_true", help="only fit the logs under --root")
   p.add_argument("--only", default="", help="train only runs whose name matches this regex")
   p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
   p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
-  p.add_argument("--dry", action="store_true", help="list the grid and its cost")
+  p.add_argument("--dry", action="store_true", help="list the runs and their cost")
+
+
+def main(argv=None) -> int:
+  from experiments import laws_lm_lr as lr_mod  # imports this module: loaded at call time
+
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  add_run_args(p, jobs=2)
   p.add_argument(
     "--profile", action="store_true", help="also the multi-power law's (beta, gamma) profile"
   )

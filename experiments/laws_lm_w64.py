@@ -8,11 +8,12 @@ laws_lm's LR law met its held-out point under one optimum estimator (quadratics 
 around each sweep's best) and missed it under the other (quadratics on the whole grid), and the
 first was added after the second's figure was known. This module tests both on a new point whose
 predictions are computed from laws_lm's committed logs and written to ``w64_prereg.csv`` before
-any width-64 run exists (``--prereg``; the file is committed first, ``--no_train`` refuses to
-overwrite it). Same data, batch, warmup, unit (240 steps) and LR grid as laws_lm:
+any width-64 run exists (``--prereg``, which never overwrites a file; the file is committed first,
+and training or checking refuses to run without it). Same data, batch, warmup, unit (240 steps)
+and LR grid as laws_lm:
 
 A. LR law: a cosine sweep of width 64 (2 heads, MLP 256, 2 layers; 98.9k non-embedding parameters,
-   4x width 32's and 1.8x width 48's, the largest fitted) at 2 units, 9 peak LRs, seeds SEEDS. Each
+   4x width 32's and 1.8x width 48's, the largest fitted) at 2 units, 9 peak LRs, seeds 0-3. Each
    estimator's law (fitted on laws_lm's 7 fit sweeps, seeds 0-3) predicts width 64's optimum;
    an estimator passes if it lands within half an octave of the optimum its own way measures.
    A second point, width 64 at 8 units (seeds 0-1; ``w64_h8_prereg.csv``), was pre-registered
@@ -263,18 +264,11 @@ def _read_csv(path: str) -> list[dict]:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--root", default="runs/laws_lm", help="the runs' workdirs")
-  p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
+  ll.add_run_args(p, jobs=1)
   p.add_argument(
     "--laws_root", default="results/laws/lm/runs", help="laws_lm's logs (the prereg fits)"
   )
   p.add_argument("--prereg", action="store_true", help="write the predictions and stop")
-  p.add_argument("--jobs", type=int, default=1, help="runs at once")
-  p.add_argument("--no_train", action="store_true", help="only check the logs under --root")
-  p.add_argument("--only", default="", help="train only runs whose name matches this regex")
-  p.add_argument("--copy_logs", action="store_true", help="copy the small logs to <out>/runs")
-  p.add_argument("--min_step", type=int, default=100, help="schedule-law fits: steps >= this")
-  p.add_argument("--dry", action="store_true", help="list the runs and their cost")
   args = p.parse_args(argv)
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
