@@ -46,6 +46,15 @@ def _optimum(key, lrs, losses):
     return None
 
 
+def around_best(lrs: list, losses: list, window: int) -> tuple[list, list]:
+  """The ``window`` consecutive (lr, loss) points centred on the lowest loss, shifted inside the
+  grid; all of them for ``window`` 0 or a grid no longer than the window."""
+  if not window or len(lrs) <= window:
+    return lrs, losses
+  first = min(max(int(np.argmin(losses)) - window // 2, 0), len(lrs) - window)
+  return lrs[first : first + window], losses[first : first + window]
+
+
 def lr_optima(root: str, runs: list[sc.Run], window: int = 0) -> dict:
   """{(width, horizon): (optimum, [(lr, loss)], run)}: per LR the final loss averaged over the
   seeds that finished, then the quadratic-in-ln-LR optimum. ``window`` > 0: the quadratic on
@@ -59,9 +68,7 @@ def lr_optima(root: str, runs: list[sc.Run], window: int = 0) -> dict:
   for key, by_lr in sorted(sweep_losses(root, runs).items()):
     lrs = sorted(by_lr)
     losses = [float(np.mean([loss for loss, _ in by_lr[lr].values()])) for lr in lrs]
-    if window and len(lrs) > window:
-      first = min(max(int(np.argmin(losses)) - window // 2, 0), len(lrs) - window)
-      lrs, losses = lrs[first : first + window], losses[first : first + window]
+    lrs, losses = around_best(lrs, losses, window)
     opt = _optimum(key, lrs, losses)
     if opt is not None:
       run = next(iter(by_lr[lrs[0]].values()))[1]

@@ -96,18 +96,20 @@ def mup_check_run() -> sc.Run:
   return dataclasses.replace(run, name="mup_" + ll._cosine_name(BASE_WIDTH, HORIZON, 1e-2, 0))
 
 
-def schedule_runs() -> list[sc.Run]:
+def _dense_sets(width: int, peak_lr: float, shape: dict | None = None) -> list[sc.Run]:
+  """laws_lm's dense-eval schedule set at another width and peak LR, every DENSE_SEEDS seed."""
   runs = []
   for seed in ll.DENSE_SEEDS:
-    runs += ll._schedule_runs(seed, dense=True, width=WIDTH, peak_lr=SCHEDULE_LR, shape=SHAPE)
+    runs += ll._schedule_runs(seed, dense=True, width=width, peak_lr=peak_lr, shape=shape)
   return runs
+
+
+def schedule_runs() -> list[sc.Run]:
+  return _dense_sets(WIDTH, SCHEDULE_LR, SHAPE)
 
 
 def size_runs() -> list[sc.Run]:
-  runs = []
-  for seed in ll.DENSE_SEEDS:
-    runs += ll._schedule_runs(seed, dense=True, width=SIZE_WIDTH, peak_lr=SIZE_LR)
-  return runs
+  return _dense_sets(SIZE_WIDTH, SIZE_LR)
 
 
 def grid() -> list[sc.Run]:
@@ -128,9 +130,7 @@ def _optimum_of(root: str, runs: list[sc.Run], window: int):
       by_lr.setdefault(r.lr, []).append(loss)
   lrs = sorted(by_lr)
   losses = [float(np.mean(by_lr[lr])) for lr in lrs]
-  if window and len(lrs) > window:
-    first = min(max(int(np.argmin(losses)) - window // 2, 0), len(lrs) - window)
-    lrs, losses = lrs[first : first + window], losses[first : first + window]
+  lrs, losses = lrl.around_best(lrs, losses, window)
   if len(lrs) < 4:
     return None
   return fit_lr_optimum(lrs, losses), list(zip(lrs, losses, strict=True)), runs[0]
