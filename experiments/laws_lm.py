@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import itertools
 import os
 import re
@@ -144,9 +145,17 @@ def sparse_name(label: str) -> str:
   return f"w{SCHEDULE_WIDTH}_{label}_h{h:g}"
 
 
-def dense_name(label: str, seed: int, width: int = SCHEDULE_WIDTH) -> str:
-  """The run name of schedule ``label`` (SCHEDULE_LABELS) in the dense-eval set at ``seed``."""
-  return f"w{width}_e{DENSE_EVERY}_s{seed}_{label}"
+def dense_name(
+  label: str,
+  seed: int,
+  width: int = SCHEDULE_WIDTH,
+  horizon: float = SCHEDULE_HORIZON,
+  every: int = DENSE_EVERY,
+) -> str:
+  """The run name of schedule ``label`` in the dense-eval set at ``seed`` (another
+  ``horizon`` than SCHEDULE_HORIZON: laws_lm_long's set, named with it)."""
+  prefix = f"w{width}" if horizon == SCHEDULE_HORIZON else f"w{width}_h{horizon:g}"
+  return f"{prefix}_e{every}_s{seed}_{label}"
 
 
 def _schedule_runs(
@@ -155,16 +164,25 @@ def _schedule_runs(
   width: int = SCHEDULE_WIDTH,
   peak_lr: float = SCHEDULE_LR,
   shape: dict | None = None,
+  horizon: float = SCHEDULE_HORIZON,
+  every: int = DENSE_EVERY,
 ) -> list[sc.Run]:
   """The schedule comparison: the constant run, its WSD branches, and (dense set only; the
-  sparse set takes them from the LR sweeps) the 8- and 4-unit cosines at the schedule LR.
-  ``width``, ``peak_lr``, ``shape``: another model (dense set only; laws_lm_w64)."""
-  if not dense and (width, peak_lr) != (SCHEDULE_WIDTH, SCHEDULE_LR):
-    raise ValueError(f"width={width}, peak_lr={peak_lr}: only the dense set takes another model.")
+  sparse set takes them from the LR sweeps) the cosines at the horizon and half of it
+  (``cosine_h8``, ``cosine_h4``) at the schedule LR. ``width``, ``peak_lr``, ``shape``,
+  ``horizon``, ``every`` (eval interval): another model or length (dense set only;
+  laws_lm_w64, laws_lm_long)."""
+  default = (width, peak_lr, horizon) == (SCHEDULE_WIDTH, SCHEDULE_LR, SCHEDULE_HORIZON)
+  if not dense and not (default and every == DENSE_EVERY):
+    raise ValueError(
+      f"width={width}, peak_lr={peak_lr}, horizon={horizon}, every={every}: only the dense "
+      "set takes another model, length or eval interval."
+    )
   s = _sweep(width, shape)
-  h = SCHEDULE_HORIZON
-  common = [("opt.averages", "()")] + ([("eval_every", str(DENSE_EVERY))] if dense else [])
-  parent = dense_name("constant", seed, width) if dense else sparse_name("constant")
+  h = horizon
+  common = [("opt.averages", "()")] + ([("eval_every", str(every))] if dense else [])
+  name = functools.partial(dense_name, seed=seed, width=width, horizon=h, every=every)
+  parent = name("constant") if dense else sparse_name("constant")
   starts = sorted({round(h * (1 - frac), 6) for _, frac, _ in COOLDOWNS} | {h})
   run = sc._run(
     s, "constant", h, peak_lr, B2, seed, extra=[("horizons", sc._tuple(starts)), *common]
@@ -179,13 +197,12 @@ def _schedule_runs(
       ("init_from", parent),
     ]
     run = sc._run(s, "wsd", h, peak_lr, B2, seed, extra=extra, parent=parent, branch=h * (1 - frac))
-    name = dense_name(label, seed, width) if dense else sparse_name(label)
-    runs.append(dataclasses.replace(run, name=name))
+    runs.append(dataclasses.replace(run, name=name(label) if dense else sparse_name(label)))
   if dense:
-    for label, horizon in (("cosine_h8", h), ("cosine_h4", h / 2)):
-      extra = [("horizons", sc._tuple([horizon])), *common]
-      run = sc._run(s, "cosine", horizon, peak_lr, B2, seed, extra=extra)
-      runs.append(dataclasses.replace(run, name=dense_name(label, seed, width)))
+    for cos_h in (h, h / 2):
+      extra = [("horizons", sc._tuple([cos_h])), *common]
+      run = sc._run(s, "cosine", cos_h, peak_lr, B2, seed, extra=extra)
+      runs.append(dataclasses.replace(run, name=name(f"cosine_h{cos_h:g}")))
   return runs
 
 

@@ -1,0 +1,241 @@
+"""A pre-registered forecast of held-out schedules from 4x longer runs (the multi-power target).
+
+    .venv/bin/python -m experiments.laws_lm_long --root runs/laws_lm --phase fit   # 1. fit runs
+    .venv/bin/python -m experiments.laws_lm_long --root runs/laws_lm --prereg      # 2. forecast
+    .venv/bin/python -m experiments.laws_lm_long --root runs/laws_lm       # 3. held out, check
+    .venv/bin/python -m experiments.laws_lm_long --root results/laws/lm/runs --no_train   # check
+
+At 8 units (1,920 steps) the multi-power law fitted on constant + cosine missed the held-out
+schedules by 1-4% (laws_lm, laws_lm_w64). There the constant-LR curve bends between steps 720 and
+960 (it drops more over those 240 steps than over the next 480), which no L0 + A S^-alpha follows,
+and the fit's annealing response is extrapolated from one slow anneal to cooldowns of 192-384
+steps. The multi-power paper fits curves tens of thousands of steps long. This module asks
+whether the law meets the target on runs 4x longer, where most of each curve lies past that
+bend and the cooldowns last 768-1,536 steps. The design below was committed before any of
+these runs existed; the forecast is written by ``--prereg`` from the fit runs alone and
+committed before any held-out run exists (training the held-out runs refuses without it, and
+``--prereg`` never overwrites it).
+
+Design (laws_lm's model, data, batch 16 x 128, warmup 50 and 240-step unit; width 32, 24.9k
+non-embedding parameters, 2 layers; peak LR 1e-2 as laws_lm's schedule set):
+
+- Length 32 units = 7,680 steps (15.7M tokens, several passes over the stdlib corpus; laws_lm
+  stops at 8 units). Evals every 96 steps (80 points) besides the 16 log-spaced ones.
+- Fit runs: the constant run (checkpoints at 80% and 90%) and the 32-unit cosine (to 0.1x).
+- Held out: WSD branches of the constant run with 10% and 20% cooldowns, linear and 1-sqrt, to
+  0.1x (laws_lm's COOLDOWNS), and the 16-unit cosine ("cosine at another horizon").
+- Seeds 0, 1, 2; the curves are the seed means at each eval step, the held-out truths the
+  seed-mean final losses.
+- Fits on steps >= 1,920 (primary: the part of the curves past laws_lm's whole 8-unit runs,
+  where its bend is over) and on steps >= 100 (laws_lm's window), with laws_lm's three schedule
+  laws: the multi-power law with the library's residual (primary), with the paper's residual,
+  and the annealing law (Tissue et al.).
+- Pass (the issue's target): the primary fit's forecast of every held-out final loss within
+  0.5% relative, and the four WSD cooldowns ranked as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import os
+import re
+import sys
+
+import numpy as np
+
+from experiments import laws_lm as ll
+from experiments import sweep as launcher
+from experiments import sweep_common as sc
+
+WIDTH, PEAK_LR, HORIZON = 32, 1e-2, 32.0
+EVERY = 96  # eval interval (steps): 80 evals over the 7,680 steps
+SEEDS = (0, 1, 2)
+MIN_STEPS = (1920, 100)  # the fits' first step: primary, then laws_lm's window
+FIT_SET = ("constant", f"cosine_h{HORIZON:g}")
+WSD = tuple(label for label, *_ in ll.COOLDOWNS)
+HELD_OUT = (*WSD, f"cosine_h{HORIZON / 2:g}")
+LABELS = FIT_SET + HELD_OUT
+TARGET = 0.005  # the issue's bound on a held-out final's relative error
+PREREG = "long_prereg.csv"
+CHECK = "long_check.csv"
+PHASES = ("fit", "held-out", "all")
+
+
+def name(label: str, seed: int) -> str:
+  return ll.dense_name(label, seed, WIDTH, HORIZON, EVERY)
+
+
+def runs(labels=LABELS, seeds=SEEDS) -> list[sc.Run]:
+  """The schedule set's runs with ``labels`` at ``seeds``, parents before branches."""
+  out = []
+  for seed in seeds:
+    sched = ll._schedule_runs(
+      seed, dense=True, width=WIDTH, peak_lr=PEAK_LR, horizon=HORIZON, every=EVERY
+    )
+    wanted = {name(lb, seed) for lb in labels}
+    missing = sorted(wanted - {r.name for r in sched})
+    if missing:
+      raise ValueError(f"runs {missing} are not in the schedule set: labels allowed {LABELS}.")
+    out += [r for r in sched if r.name in wanted]
+  return out
+
+
+def finished(root: str, rs: list[sc.Run]) -> bool:
+  return all(ll.final_loss(root, r) is not None for r in rs)
+
+
+def mean_curves(root: str, labels, min_step: int) -> dict:
+  """{label: seed-mean LossCurve at steps >= min_step} of finished runs."""
+  every = runs(LABELS)  # branches need their parents' records
+  by_name = {r.name: r for r in every}
+  out = {}
+  for label in labels:
+    per_seed = [ll.curve(root, by_name[name(label, s)], by_name) for s in SEEDS]
+    out[label] = ll._cut(ll._mean_curve(label, per_seed), min_step)
+  return out
+
+
+def _schedule_of(run: sc.Run):
+  from anytime import optim
+
+  return optim.make_schedule(sc.lm_config(run.lm_arg, run.overrides).opt, run.total_steps)
+
+
+def forecast(root: str) -> list[dict]:
+  """Every law fitted on the fit runs (each MIN_STEPS window), its forecast of each held-out
+  run's final loss from that run's schedule alone (with a 2-sigma parameter band)."""
+  fit_runs = runs(FIT_SET)
+  if not finished(root, fit_runs):
+    raise ValueError(f"the fit runs {[r.name for r in fit_runs]} have not all finished in {root}.")
+  held = {label: runs((label,), (0,))[0] for label in HELD_OUT}
+  rows = []
+  for min_step, (law_label, law_cls, options) in itertools.product(MIN_STEPS, ll.SCHEDULE_LAWS):
+    curves = mean_curves(root, FIT_SET, min_step)
+    fitted = law_cls().fit([curves[k] for k in FIT_SET], **options)
+    for label, run in held.items():
+      mid, lo, hi = (float(v[-1]) for v in fitted.predict_interval(_final_only(run), z=2.0))
+      rows.append(
+        dict(
+          min_step=min_step,
+          law=law_label,
+          run=label,
+          steps=run.total_steps,
+          final_pred=f"{mid:.5f}",
+          band_2sigma=f"{lo:.5f}-{hi:.5f}",
+          at_bound=ll._at_bound(fitted),
+          fit_rmse_rel=f"{_rmse(fitted, curves):.5f}",
+        )
+      )
+  return rows
+
+
+def _final_only(run: sc.Run):
+  """A curve with ``run``'s schedule, measured at its last step only: the laws read only the
+  LRs and steps of the curve they predict."""
+  from anytime.laws.curves import from_schedule
+
+  t = run.total_steps
+  return from_schedule(run.name, _schedule_of(run), t, [t], [1.0], warmup_steps=ll.WARMUP)
+
+
+def _rmse(fitted, curves) -> float:
+  rel = np.concatenate([fitted.predict(curves[k]) / curves[k].loss - 1 for k in FIT_SET])
+  return float(np.sqrt(np.mean(rel**2)))
+
+
+def check(root: str, prereg: list[dict]) -> list[dict]:
+  """The forecast against the held-out runs' seed-mean finals, once they all finished."""
+  if not finished(root, runs(HELD_OUT)):
+    return []
+  truth = {k: float(c.loss[-1]) for k, c in mean_curves(root, HELD_OUT, 1).items()}
+  true_rank = sorted(WSD, key=truth.get)
+  rows = []
+  for (min_step, law), group in itertools.groupby(prereg, key=lambda r: (r["min_step"], r["law"])):
+    group = list(group)
+    pred = {r["run"]: float(r["final_pred"]) for r in group}
+    ranked = sorted(WSD, key=pred.get) == true_rank
+    errs = {k: pred[k] / truth[k] - 1 for k in HELD_OUT}
+    for r in group:
+      k = r["run"]
+      rows.append(
+        dict(
+          min_step=min_step,
+          law=law,
+          run=k,
+          final_true=f"{truth[k]:.5f}",
+          final_pred=r["final_pred"],
+          band_2sigma=r["band_2sigma"],
+          final_rel_err=f"{errs[k]:+.5f}",
+          within_target=abs(errs[k]) <= TARGET,
+          all_within_target=all(abs(e) <= TARGET for e in errs.values()),
+          wsd_ranking_correct=ranked,
+          wsd_ranking_true=" < ".join(true_rank),
+        )
+      )
+  return rows
+
+
+def _read_csv(path: str) -> list[dict]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ll.add_run_args(p, jobs=2)
+  p.add_argument("--prereg", action="store_true", help="write the forecast and stop")
+  p.add_argument(
+    "--phase", default="all", help=f"which runs to train: one of {PHASES} (default all)"
+  )
+  args = p.parse_args(argv)
+  if args.jobs < 1:
+    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  if args.phase not in PHASES:
+    raise ValueError(f"--phase={args.phase!r} is invalid: allowed {PHASES}.")
+  every = runs()
+  prereg_path = os.path.join(args.out, PREREG)
+  if args.dry:
+    for r in every:
+      print(f"{r.name:40s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
+    print(f"{len(every)} runs, {sum(r.train_flops for r in every):.3g} FLOPs")
+    return 0
+  if args.prereg:
+    if os.path.exists(prereg_path):
+      raise ValueError(f"{prereg_path} exists: the forecast is written once, before the runs.")
+    rows = forecast(args.root)
+    os.makedirs(args.out, exist_ok=True)
+    ll._write_csv(prereg_path, rows)
+    for r in rows:
+      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+  todo = runs(FIT_SET) if args.phase == "fit" else every
+  if todo is every and not os.path.exists(prereg_path):
+    raise ValueError(
+      f"{prereg_path} missing: train --phase fit, then --prereg (and commit it), before the "
+      "held-out runs."
+    )
+  if args.phase == "held-out":
+    todo = runs(HELD_OUT)
+  if not args.no_train:
+    todo = [r for r in todo if re.search(args.only, r.name)]
+    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
+    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+  if args.copy_logs:
+    ll.copy_logs(args.root, every, os.path.join(args.out, "runs"))
+  if os.path.exists(prereg_path):
+    rows = check(args.root, _read_csv(prereg_path))
+    if rows:
+      ll._write_csv(os.path.join(args.out, CHECK), rows)
+      for r in rows:
+        print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k != "wsd_ranking_true"))
+  return 0
+
+
+if __name__ == "__main__":
+  try:
+    sys.exit(main())
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
