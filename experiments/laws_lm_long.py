@@ -132,12 +132,14 @@ def forecast(root: str) -> list[dict]:
 
 
 def _final_only(run: sc.Run):
-  """A curve with ``run``'s schedule, measured at its last step only: the laws read only the
-  LRs and steps of the curve they predict."""
-  from anytime.laws.curves import from_schedule
+  """A curve with ``run``'s schedule at its last MIN_POINTS steps (the fewest a curve takes;
+  the laws read only the LRs and steps of the curve they predict, not its loss)."""
+  from anytime.laws.curves import MIN_POINTS, from_schedule
 
   t = run.total_steps
-  return from_schedule(run.name, _schedule_of(run), t, [t], [1.0], warmup_steps=ll.WARMUP)
+  steps = np.arange(t - MIN_POINTS + 1, t + 1)
+  ones = np.ones(steps.size)
+  return from_schedule(run.name, _schedule_of(run), t, steps, ones, warmup_steps=ll.WARMUP)
 
 
 def _rmse(fitted, curves) -> float:
