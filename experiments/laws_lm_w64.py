@@ -121,19 +121,21 @@ def grid() -> list[sc.Run]:
 
 
 def _optimum_of(root: str, runs: list[sc.Run], window: int):
-  """(LROptimum, [(lr, mean loss)], run) of one sweep, the final loss averaged over its seeds;
-  None while fewer than 4 LRs finished."""
+  """(LROptimum, [(lr, mean loss)], seeds that finished) of one sweep, the final loss averaged
+  over its seeds; None while fewer than 4 LRs finished."""
   by_lr: dict = {}
+  seeds = set()
   for r in runs:
     loss = ll.final_loss(root, r)
     if loss is not None:
       by_lr.setdefault(r.lr, []).append(loss)
+      seeds.add(r.seed)
   lrs = sorted(by_lr)
   losses = [float(np.mean(by_lr[lr])) for lr in lrs]
   lrs, losses = lrl.around_best(lrs, losses, window)
   if len(lrs) < 4:
     return None
-  return fit_lr_optimum(lrs, losses), list(zip(lrs, losses, strict=True)), runs[0]
+  return fit_lr_optimum(lrs, losses), list(zip(lrs, losses, strict=True)), sorted(seeds)
 
 
 def predictions(laws_root: str, horizon: float = HORIZON) -> list[dict]:
@@ -177,8 +179,7 @@ def lr_check(root: str, prereg: list[dict], horizon: float = HORIZON) -> list[di
       got = _optimum_of(root, runs, window) if runs else None
       if got is None:
         continue
-      opt, pts, _ = got
-      seeds = sorted({r.seed for r in runs if ll.final_loss(root, r) is not None})
+      opt, pts, seeds = got
       rows.append(
         dict(
           horizon=horizon,
