@@ -58,7 +58,10 @@ def _write_logs(root, runs):
         f.write(json.dumps({**record, "loss": {"raw": float(v)}}) + "\n")
 
 
-def test_forecast_then_check_on_a_known_law(tmp_path, capsys):
+def test_forecast_then_check_on_a_known_law(tmp_path, capsys, monkeypatch):
+  # the multi-power law only, with 2 restarts instead of 8 (the fits are most of the test's time)
+  fast = (("multipower", MultiPowerLaw, dict(n_restarts=2)),)
+  monkeypatch.setattr(laws_lm, "SCHEDULE_LAWS", fast)
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
   args = ["--root", root, "--out", out]
   with pytest.raises(ValueError, match="have not all finished"):
@@ -92,7 +95,13 @@ def test_forecast_then_check_on_a_known_law(tmp_path, capsys):
   want = float(law.predict_from(TRUTH, law.features(c, 1e-2))[-1])
   got = next(float(r["final_true"]) for r in primary if r["run"] == "wsd20_1-sqrt")
   assert got == pytest.approx(want, abs=1e-5)
-  assert "wsd20_1-sqrt" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "wsd20_1-sqrt" in printed and "refit of the forecast" in printed
+  redo = laws_lm_long._read_csv(os.path.join(out, laws_lm_long.REFIT))
+  three = [r for r in redo if r["fit"] == "constant+cosine_h32+wsd20_linear"]
+  assert {r["role"] for r in three if r["run"] == "wsd20_linear"} == {"fit"}
+  assert max(abs(float(r["final_rel_err"])) for r in three) < 1e-3
+  assert os.path.getsize(os.path.join(out, "long_forecast.png")) > 10_000
 
 
 def test_bad_phase_is_refused(tmp_path):
