@@ -500,6 +500,11 @@ def _write_csv(path: str, rows: list[dict]) -> None:
   print(f"wrote {path}")
 
 
+def read_csv(path: str) -> list[dict]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
 def _pyplot():
   import matplotlib
 

@@ -37,7 +37,6 @@ non-embedding parameters, 2 layers; peak LR 1e-2 as laws_lm's schedule set):
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import os
 import re
@@ -222,11 +221,6 @@ def _plot_forecast(curves, fitted, path) -> None:
   plt.close(fig)
 
 
-def _read_csv(path: str) -> list[dict]:
-  with open(path, newline="") as f:
-    return list(csv.DictReader(f))
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ll.add_run_args(p, jobs=2)
@@ -255,14 +249,12 @@ def main(argv=None) -> int:
     for r in rows:
       print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
     return 0
-  todo = runs(FIT_SET) if args.phase == "fit" else every
-  if todo is every and not os.path.exists(prereg_path):
+  if args.phase != "fit" and not os.path.exists(prereg_path):
     raise ValueError(
       f"{prereg_path} missing: train --phase fit, then --prereg (and commit it), before the "
       "held-out runs."
     )
-  if args.phase == "held-out":
-    todo = runs(HELD_OUT)
+  todo = {"fit": runs(FIT_SET), "held-out": runs(HELD_OUT), "all": every}[args.phase]
   if not args.no_train:
     todo = [r for r in todo if re.search(args.only, r.name)]
     outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
@@ -270,7 +262,7 @@ def main(argv=None) -> int:
   if args.copy_logs:
     ll.copy_logs(args.root, every, os.path.join(args.out, "runs"))
   if os.path.exists(prereg_path):
-    rows = check(args.root, _read_csv(prereg_path))
+    rows = check(args.root, ll.read_csv(prereg_path))
     if rows:
       ll._write_csv(os.path.join(args.out, CHECK), rows)
       for r in rows:

@@ -35,7 +35,6 @@ D. Across sizes: the same dense set at width 48 (peak 7.07e-3, the grid LR neare
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import os
@@ -258,11 +257,6 @@ def size_check(root: str, laws_root: str, out: str, min_step: int) -> list[dict]
   return rows
 
 
-def _read_csv(path: str) -> list[dict]:
-  with open(path, newline="") as f:
-    return list(csv.DictReader(f))
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ll.add_run_args(p, jobs=1)
@@ -307,7 +301,9 @@ def main(argv=None) -> int:
   got, ref = ll.final_loss(args.root, check), ll.final_loss(args.laws_root, _by_name(base))
   if got is not None and ref is not None:
     print(f"\n0. muP at its base width vs standard (same seed, LR 1e-2): {got:.5f} vs {ref:.5f}")
-  lr_rows = [r for h, path in prereg_paths.items() for r in lr_check(args.root, _read_csv(path), h)]
+  lr_rows = [
+    r for h, path in prereg_paths.items() for r in lr_check(args.root, ll.read_csv(path), h)
+  ]
   if lr_rows:
     print("\n1. width 64's optimum vs the pre-registered predictions:")
     ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)

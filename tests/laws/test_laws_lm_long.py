@@ -72,7 +72,7 @@ def test_forecast_then_check_on_a_known_law(tmp_path, capsys, monkeypatch):
   assert laws_lm_long.main([*args, "--prereg"]) == 0
   with pytest.raises(ValueError, match="written once"):
     laws_lm_long.main([*args, "--prereg"])
-  pre = laws_lm_long._read_csv(os.path.join(out, laws_lm_long.PREREG))
+  pre = laws_lm.read_csv(os.path.join(out, laws_lm_long.PREREG))
   assert {(r["min_step"], r["run"]) for r in pre} == {
     (str(m), k) for m in laws_lm_long.MIN_STEPS for k in laws_lm_long.HELD_OUT
   }
@@ -81,7 +81,7 @@ def test_forecast_then_check_on_a_known_law(tmp_path, capsys, monkeypatch):
 
   _write_logs(root, laws_lm_long.runs(laws_lm_long.HELD_OUT))
   assert laws_lm_long.main([*args, "--no_train"]) == 0
-  rows = laws_lm_long._read_csv(os.path.join(out, laws_lm_long.CHECK))
+  rows = laws_lm.read_csv(os.path.join(out, laws_lm_long.CHECK))
   assert len(rows) == len(pre)
   primary = [r for r in rows if r["law"] == "multipower" and r["min_step"] == "1920"]
   assert len(primary) == len(laws_lm_long.HELD_OUT)
@@ -97,7 +97,7 @@ def test_forecast_then_check_on_a_known_law(tmp_path, capsys, monkeypatch):
   assert got == pytest.approx(want, abs=1e-5)
   printed = capsys.readouterr().out
   assert "wsd20_1-sqrt" in printed and "refit of the forecast" in printed
-  redo = laws_lm_long._read_csv(os.path.join(out, laws_lm_long.REFIT))
+  redo = laws_lm.read_csv(os.path.join(out, laws_lm_long.REFIT))
   three = [r for r in redo if r["fit"] == "constant+cosine_h32+wsd20_linear"]
   assert {r["role"] for r in three if r["run"] == "wsd20_linear"} == {"fit"}
   assert max(abs(float(r["final_rel_err"])) for r in three) < 1e-3

@@ -46,12 +46,12 @@ def test_prereg_then_check_on_a_known_law(tmp_path, capsys):
   assert laws_lm_w64.main(["--root", root, "--out", out, "--laws_root", laws_root, "--prereg"]) == 0
   with pytest.raises(ValueError, match="written once"):
     laws_lm_w64.main(["--root", root, "--out", out, "--laws_root", laws_root, "--prereg"])
-  pre = laws_lm_w64._read_csv(f"{out}/{laws_lm_w64.PREREG}")
+  pre = laws_lm.read_csv(f"{out}/{laws_lm_w64.PREREG}")
   target = laws_lm_w64.lr_runs((0,))[0]
   # the loss is exactly quadratic in ln LR: both estimators' laws give the truth at width 64
   for row in pre:
     assert math.log(float(row["lr_law"])) == pytest.approx(math.log(_lr_star(target)), abs=2e-3)
-  h8 = laws_lm_w64._read_csv(f"{out}/{laws_lm_w64.prereg_name(8.0)}")
+  h8 = laws_lm.read_csv(f"{out}/{laws_lm_w64.prereg_name(8.0)}")
   target8 = laws_lm_w64.lr_runs((0,), horizon=8.0)[0]
   assert target8.trained_tokens == 4 * target.trained_tokens
   for row in h8:
@@ -68,7 +68,7 @@ def test_prereg_then_check_on_a_known_law(tmp_path, capsys):
   assert (
     laws_lm_w64.main(["--root", root, "--out", out, "--laws_root", laws_root, "--no_train"]) == 0
   )
-  rows = laws_lm_w64._read_csv(f"{out}/w64_lr_check.csv")
+  rows = laws_lm.read_csv(f"{out}/w64_lr_check.csv")
   assert len(rows) == 4
   for row in rows:
     want = 0.0 if row["prediction"] == "LR law (SP)" else -1.0
