@@ -96,12 +96,6 @@ def mean_curves(root: str, labels, min_step: int) -> dict:
   return out
 
 
-def _schedule_of(run: sc.Run):
-  from anytime import optim
-
-  return optim.make_schedule(sc.lm_config(run.lm_arg, run.overrides).opt, run.total_steps)
-
-
 def forecast(root: str) -> list[dict]:
   """Every law fitted on the fit runs (each MIN_STEPS window), its forecast of each held-out
   run's final loss from that run's schedule alone (with a 2-sigma parameter band)."""
@@ -110,8 +104,15 @@ def forecast(root: str) -> list[dict]:
     raise ValueError(f"the fit runs {[r.name for r in fit_runs]} have not all finished in {root}.")
   held = {label: runs((label,), (0,))[0] for label in HELD_OUT}
   rows = []
-  for min_step, (law_label, law_cls, options) in itertools.product(MIN_STEPS, ll.SCHEDULE_LAWS):
+  for min_step in MIN_STEPS:
     curves = mean_curves(root, FIT_SET, min_step)
+    rows += _forecast_rows(curves, held, min_step)
+  return rows
+
+
+def _forecast_rows(curves: dict, held: dict, min_step: int) -> list[dict]:
+  rows = []
+  for law_label, law_cls, options in ll.SCHEDULE_LAWS:
     fitted = law_cls().fit([curves[k] for k in FIT_SET], **options)
     for label, run in held.items():
       mid, lo, hi = (float(v[-1]) for v in fitted.predict_interval(_final_only(run), z=2.0))
@@ -133,12 +134,12 @@ def forecast(root: str) -> list[dict]:
 def _final_only(run: sc.Run):
   """A curve with ``run``'s schedule at its last MIN_POINTS steps (the fewest a curve takes;
   the laws read only the LRs and steps of the curve they predict, not its loss)."""
-  from anytime.laws.curves import MIN_POINTS, from_schedule
+  from anytime.laws.curves import MIN_POINTS, LossCurve
 
   t = run.total_steps
   steps = np.arange(t - MIN_POINTS + 1, t + 1)
-  ones = np.ones(steps.size)
-  return from_schedule(run.name, _schedule_of(run), t, steps, ones, warmup_steps=ll.WARMUP)
+  lrs = ll.exact_lrs(run, [])  # no train log to check against yet
+  return LossCurve(run.name, lrs, steps, np.ones(steps.size), warmup_steps=ll.WARMUP)
 
 
 def _rmse(fitted, curves) -> float:
