@@ -53,12 +53,12 @@ import itertools
 import os
 import re
 import shutil
-import sys
 
 import numpy as np
 
 from anytime.laws import AnnealingLaw, MultiPowerLaw
 from anytime.laws.curves import curve_from_records
+from experiments import cli
 from experiments import sweep as launcher
 from experiments import sweep_common as sc
 
@@ -593,8 +593,7 @@ def main(argv=None) -> int:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if not k.startswith("wsd_")))
   if args.profile:
     print("\n1b. multi-power law, (beta, gamma) fixed:")
-    for r in multipower_profile(args.root, runs, args.out, args.min_step):
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(multipower_profile(args.root, runs, args.out, args.min_step))
   optima = lr_mod.lr_optima(args.root, runs)
   try:
     lr_rows = lr_mod.lr_law(optima, args.out)
@@ -603,27 +602,19 @@ def main(argv=None) -> int:
     print(f"\n2-3. LR law and equivalent compute: not enough finished runs yet ({e!r})")
     return 1
   print("\n2. LR law:")
-  for r in lr_rows:
-    print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  cli.print_rows(lr_rows)
   windowed = lr_mod.lr_optima(args.root, runs, window=LR_WINDOW)
   if HELD_OUT in windowed and len(windowed) > 3:
     print(f"\n2b. LR law, each quadratic on the {LR_WINDOW} LRs around its sweep's best:")
-    for r in lr_mod.lr_law(windowed, args.out, name=f"lr_law_window{LR_WINDOW}"):
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(lr_mod.lr_law(windowed, args.out, name=f"lr_law_window{LR_WINDOW}"))
   print("\n3. equivalent compute:")
-  for r in eq_rows:
-    print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+  cli.print_rows(eq_rows)
   noise = lr_mod.seed_noise(args.root, runs, args.out)
   if noise:
     print("\n4. seed noise (final loss, seed 1 - seed 0, same LR):")
-    for r in noise:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(noise)
   return 0
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run(main)

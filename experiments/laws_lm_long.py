@@ -40,10 +40,10 @@ import argparse
 import itertools
 import os
 import re
-import sys
 
 import numpy as np
 
+from experiments import cli
 from experiments import laws_lm as ll
 from experiments import sweep as launcher
 from experiments import sweep_common as sc
@@ -247,8 +247,7 @@ def main(argv=None) -> int:
     rows = forecast(args.root)
     os.makedirs(args.out, exist_ok=True)
     ll._write_csv(prereg_path, rows)
-    for r in rows:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(rows)
     return 0
   if args.phase != "fit" and not os.path.exists(prereg_path):
     raise ValueError(
@@ -266,8 +265,7 @@ def main(argv=None) -> int:
     rows = check(args.root, ll.read_csv(prereg_path))
     if rows:
       ll._write_csv(os.path.join(args.out, CHECK), rows)
-      for r in rows:
-        print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k != "wsd_ranking_true"))
+      cli.print_rows(rows, skip=("wsd_ranking_true",))
       redo = refit(args.root, args.out)
       ll._write_csv(os.path.join(args.out, REFIT), redo)
       pre = {(r["min_step"], r["law"], r["run"]): float(r["final_pred"]) for r in rows}
@@ -281,8 +279,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run(main)

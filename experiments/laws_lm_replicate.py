@@ -35,11 +35,11 @@ import argparse
 import itertools
 import os
 import re
-import sys
 
 import numpy as np
 from scipy import stats
 
+from experiments import cli
 from experiments import laws_lm as ll
 from experiments import laws_lm_long as long
 from experiments import sweep as launcher
@@ -180,18 +180,14 @@ def main(argv=None) -> int:
   rows, pairs = got
   ll._write_csv(os.path.join(args.out, CHECK), rows)
   ll._write_csv(os.path.join(args.out, PAIRS), pairs)
-  for r in pairs:
-    if (r["min_step"], r["law"]) == PRIMARY:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k not in ("min_step", "law")))
-  for r in rows:
-    if (r["min_step"], r["law"]) == PRIMARY:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k != "ranking_true"))
+
+  def primary(table):
+    return [r for r in table if (r["min_step"], r["law"]) == PRIMARY]
+
+  cli.print_rows(primary(pairs), skip=("min_step", "law"))
+  cli.print_rows(primary(rows), skip=("min_step", "law", "ranking_true"))
   return 0
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run(main)

@@ -39,12 +39,12 @@ import dataclasses
 import itertools
 import os
 import re
-import sys
 
 import numpy as np
 
 from anytime.laws import ForwardMomentumLaw, MultiPowerLaw
 from anytime.laws.optimal_lr import fit_lr_optimum
+from experiments import cli
 from experiments import laws_lm as ll
 from experiments import laws_lm_lr as lrl
 from experiments import sweep as launcher
@@ -284,8 +284,7 @@ def main(argv=None) -> int:
     for h, path in todo.items():
       rows = predictions(args.laws_root, h)
       ll._write_csv(path, rows)
-      for r in rows:
-        print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+      cli.print_rows(rows)
     return 0
   missing = [path for path in prereg_paths.values() if not os.path.exists(path)]
   if missing:
@@ -307,8 +306,7 @@ def main(argv=None) -> int:
   if lr_rows:
     print("\n1. width 64's optimum vs the pre-registered predictions:")
     ll._write_csv(os.path.join(args.out, "w64_lr_check.csv"), lr_rows)
-    for r in lr_rows:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(lr_rows)
   sched = schedule_check(args.root, args.out, args.min_step)
   if sched:
     print("\n2. schedule laws at width 64:")
@@ -319,8 +317,7 @@ def main(argv=None) -> int:
   if sizes:
     print("\n3. annealing fitted across sizes, width 64's held-out schedules:")
     ll._write_csv(os.path.join(args.out, "w64_size_law.csv"), sizes)
-    for r in sizes:
-      print("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    cli.print_rows(sizes)
   return 0
 
 
@@ -329,8 +326,4 @@ def _by_name(name: str) -> sc.Run:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run(main)

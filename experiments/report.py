@@ -28,8 +28,8 @@ import dataclasses
 import math
 import os
 import statistics
-import sys
 
+from experiments import cli
 from experiments import sweep_common as sc
 
 REFERENCE = "/work/shared/reference/paper_fig2_losses.csv"
@@ -614,8 +614,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run(main)
