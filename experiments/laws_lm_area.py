@@ -29,7 +29,8 @@ This module measures both sides of that inequality:
 
 Post hoc, a clock other than the area: the multi-power law with every LR eta replaced by
 eta**p (p = 1 is the law; p = 0 would count steps), fitted on constant + long cosine as the
-forecasts are, for each p in POWERS, with the fit runs' RMSE and each held-out final's error.
+forecasts are, for each p in POWERS, with the fit runs' RMSE and each held-out final's error;
+and the RMSE of the same law fitted on the two cosines instead (can that fit set choose p?).
 
 It writes ``area_clock.csv`` (gains and the bound), ``area_fit.csv`` (the fit with both
 cosines), ``area_power.csv`` (the eta**p profile) and ``area_clock.png`` (loss against LR
@@ -216,6 +217,10 @@ def power_profile(key: str, horizon: float, curves: dict, min_step: int) -> list
     rel = {k: fitted.predict(c) / c.loss - 1 for k, c in cut.items()}
     rmse = float(np.sqrt(np.mean(np.concatenate([rel[k] ** 2 for k in fit_set]))))
     held = {k: float(v[-1]) for k, v in rel.items() if k not in fit_set}
+    # could a second cosine instead of the constant run pick p? its fit runs' RMSE at this p
+    cosines = (f"cosine_h{horizon:g}", f"cosine_h{horizon / 2:g}")
+    two = MultiPowerLaw().fit([cut[k] for k in cosines])
+    rel_two = np.concatenate([two.predict(cut[k]) / cut[k].loss - 1 for k in cosines])
     rows.append(
       dict(
         setting=key,
@@ -224,6 +229,7 @@ def power_profile(key: str, horizon: float, curves: dict, min_step: int) -> list
         fit_rmse_rel=f"{rmse:.5f}",
         **{f"err_{k}": f"{v:+.5f}" for k, v in held.items()},
         largest_abs_err=f"{max(abs(v) for v in held.values()):.5f}",
+        fit_rmse_rel_two_cosines=f"{np.sqrt(np.mean(rel_two**2)):.5f}",
       )
     )
   return rows
