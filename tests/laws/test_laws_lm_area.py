@@ -103,3 +103,30 @@ def test_a_faster_anneal_never_earns_more(law):
   assert 0.3 < ratio <= 1.0 + 1e-9
   # a WSD cooldown's term is bounded by the same total drop: the ratio to itself is 1
   assert la.largest_ratio(full, full, law, n=50) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
+  # the 32-unit schedule set's logs from a known multi-power law (p = 1, seeds offset around it)
+  from experiments import laws_lm, laws_lm_long
+  from tests.laws.test_laws_lm_long import _write_logs
+
+  monkeypatch.setattr(la, "POWERS", (1.0, 0.5))
+  monkeypatch.setattr(la, "N_DRAWS", 200)
+  root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  with pytest.raises(ValueError, match="no complete schedule set"):
+    la.main(["--root", root, "--out", out])
+  _write_logs(root, laws_lm_long.runs())
+  assert la.main(["--root", root, "--out", out]) == 0
+  clock = laws_lm.read_csv(f"{out}/area_clock.csv")
+  assert {r["setting"] for r in clock} == {"w32_32u"}  # the 8-unit sets have no logs here
+  for r in clock:  # the law made the data: its fit's LD is the measured equal-area gain
+    assert float(r["ld_fit"]) == pytest.approx(float(r["gain_area"]), abs=2e-3), r
+  short = next(r for r in clock if r["run"] == "cosine_h16")
+  assert float(short["gain_ratio_short_long"]) <= float(short["law_max_ratio_multipower"]) + 1e-3
+  fits = laws_lm.read_csv(f"{out}/area_fit.csv")
+  assert max(abs(float(r["final_rel_err"])) for r in fits) < 1e-3
+  power = {float(r["power"]): r for r in laws_lm.read_csv(f"{out}/area_power.csv")}
+  assert float(power[1.0]["largest_abs_err"]) < 1e-3
+  for key in ("fit_rmse_rel", "fit_rmse_rel_two_cosines"):  # the generating clock fits best
+    assert float(power[1.0][key]) < float(power[0.5][key])
+  assert (tmp_path / "out" / "area_clock.png").stat().st_size > 10_000
