@@ -553,6 +553,26 @@ def add_run_args(p: argparse.ArgumentParser, jobs: int) -> None:
   p.add_argument("--dry", action="store_true", help="list the runs and their cost")
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+  """Refuses bad add_run_args values before any run or write."""
+  if args.jobs < 1:
+    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+
+
+def print_dry(runs: list[sc.Run], name_width: int = 40) -> None:
+  """--dry: each run's trained steps and FLOPs, then the total."""
+  for r in runs:
+    print(f"{r.name:{name_width}s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
+  print(f"{len(runs)} runs, {sum(r.train_flops for r in runs):.3g} FLOPs")
+
+
+def train(args: argparse.Namespace, runs: list[sc.Run]) -> None:
+  """Trains the ``runs`` matching --only under --root with --jobs at once (finished ones skip)."""
+  todo = [r for r in runs if re.search(args.only, r.name)]
+  outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
+  print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+
+
 def main(argv=None) -> int:
   from experiments import laws_lm_lr as lr_mod  # imports this module: loaded at call time
 
@@ -565,8 +585,7 @@ def main(argv=None) -> int:
     "--seeds", default="0", help="the LR sweeps' seeds, comma-separated (the fit averages them)"
   )
   args = p.parse_args(argv)
-  if args.jobs < 1:
-    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  check_run_args(args)
   try:
     seeds = tuple(int(x) for x in args.seeds.split(","))
   except ValueError:
@@ -578,9 +597,7 @@ def main(argv=None) -> int:
     print(f"{len(runs)} runs, {sum(r.trained_tokens for r in runs) / 1e6:.1f}M tokens")
     return 0
   if not args.no_train:
-    todo = [r for r in runs if re.search(args.only, r.name)]
-    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
-    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+    train(args, runs)
   os.makedirs(args.out, exist_ok=True)
   if args.copy_logs:
     copy_logs(args.root, runs, os.path.join(args.out, "runs"))

@@ -39,13 +39,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import re
 
 import numpy as np
 
 from experiments import cli
 from experiments import laws_lm as ll
-from experiments import sweep as launcher
 from experiments import sweep_common as sc
 
 WIDTH, PEAK_LR, HORIZON = 32, 1e-2, 32.0
@@ -230,16 +228,13 @@ def main(argv=None) -> int:
     "--phase", default="all", help=f"which runs to train: one of {PHASES} (default all)"
   )
   args = p.parse_args(argv)
-  if args.jobs < 1:
-    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  ll.check_run_args(args)
   if args.phase not in PHASES:
     raise ValueError(f"--phase={args.phase!r} is invalid: allowed {PHASES}.")
   every = runs()
   prereg_path = os.path.join(args.out, PREREG)
   if args.dry:
-    for r in every:
-      print(f"{r.name:40s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
-    print(f"{len(every)} runs, {sum(r.train_flops for r in every):.3g} FLOPs")
+    ll.print_dry(every)
     return 0
   if args.prereg:
     if os.path.exists(prereg_path):
@@ -256,9 +251,7 @@ def main(argv=None) -> int:
     )
   todo = {"fit": runs(FIT_SET), "held-out": runs(HELD_OUT), "all": every}[args.phase]
   if not args.no_train:
-    todo = [r for r in todo if re.search(args.only, r.name)]
-    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
-    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+    ll.train(args, todo)
   if args.copy_logs:
     ll.copy_logs(args.root, every, os.path.join(args.out, "runs"))
   if os.path.exists(prereg_path):

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import re
 
 import numpy as np
 from scipy import stats
@@ -42,7 +41,6 @@ from scipy import stats
 from experiments import cli
 from experiments import laws_lm as ll
 from experiments import laws_lm_long as long
-from experiments import sweep as launcher
 
 NEW_SEEDS = (3, 4, 5, 6, 7)
 ALL_SEEDS = long.SEEDS + NEW_SEEDS
@@ -156,23 +154,18 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ll.add_run_args(p, jobs=2)
   args = p.parse_args(argv)
-  if args.jobs < 1:
-    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  ll.check_run_args(args)
   prereg_path = os.path.join(args.out, long.PREREG)
   if not os.path.exists(prereg_path):
     raise ValueError(f"{prereg_path} missing: this replication checks laws_lm_long's forecast.")
   todo = runs()
   if args.dry:
-    for r in todo:
-      print(f"{r.name:40s} {r.trained_steps:6d} steps  {r.train_flops:.3g} FLOPs")
-    print(f"{len(todo)} runs, {sum(r.train_flops for r in todo):.3g} FLOPs")
+    ll.print_dry(todo)
     return 0
   if not args.no_train:
-    todo = [r for r in todo if re.search(args.only, r.name)]
-    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
-    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+    ll.train(args, todo)
   if args.copy_logs:
-    ll.copy_logs(args.root, runs(), os.path.join(args.out, "runs"))
+    ll.copy_logs(args.root, todo, os.path.join(args.out, "runs"))
   got = check(args.root, ll.read_csv(prereg_path))
   if got is None:
     print(f"not every run of seeds {ALL_SEEDS} has finished under {args.root}: no check yet")

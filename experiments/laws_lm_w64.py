@@ -38,7 +38,6 @@ import argparse
 import dataclasses
 import itertools
 import os
-import re
 
 import numpy as np
 
@@ -47,7 +46,6 @@ from anytime.laws.optimal_lr import fit_lr_optimum
 from experiments import cli
 from experiments import laws_lm as ll
 from experiments import laws_lm_lr as lrl
-from experiments import sweep as launcher
 from experiments import sweep_common as sc
 
 WIDTH, SHAPE = 64, dict(heads=2, mlp=256)
@@ -265,8 +263,7 @@ def main(argv=None) -> int:
   )
   p.add_argument("--prereg", action="store_true", help="write the predictions and stop")
   args = p.parse_args(argv)
-  if args.jobs < 1:
-    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  ll.check_run_args(args)
   runs = grid()
   prereg_paths = {h: os.path.join(args.out, prereg_name(h)) for h in HORIZONS}
   if args.dry:
@@ -290,9 +287,7 @@ def main(argv=None) -> int:
   if missing:
     raise ValueError(f"{missing} missing: run --prereg (and commit it) before training.")
   if not args.no_train:
-    todo = [r for r in runs if re.search(args.only, r.name)]
-    outcome = launcher.run_local(todo, os.path.abspath(args.root), jobs=args.jobs)
-    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+    ll.train(args, runs)
   if args.copy_logs:
     ll.copy_logs(args.root, runs, os.path.join(args.out, "runs"))
   check = mup_check_run()
