@@ -44,6 +44,7 @@ import numpy as np
 
 from experiments import cli
 from experiments import laws_lm as ll
+from experiments import laws_lm_data as lld
 from experiments import sweep_common as sc
 
 WIDTH, PEAK_LR, HORIZON = 32, 1e-2, 32.0
@@ -60,12 +61,15 @@ CHECK = "long_check.csv"
 PHASES = ("fit", "held-out", "all")
 
 
-def name(label: str, seed: int) -> str:
-  return ll.dense_name(label, seed, WIDTH, HORIZON, EVERY)
+def name(label: str, seed: int, data: str = "") -> str:
+  """The run name; ``data``: a laws_lm_data train split (its runs are prefixed with it)."""
+  base = ll.dense_name(label, seed, WIDTH, HORIZON, EVERY)
+  return f"{data}_{base}" if data else base
 
 
-def runs(labels=LABELS, seeds=SEEDS) -> list[sc.Run]:
-  """The schedule set's runs with ``labels`` at ``seeds``, parents before branches."""
+def runs(labels=LABELS, seeds=SEEDS, data: str = "") -> list[sc.Run]:
+  """The schedule set's runs with ``labels`` at ``seeds``, parents before branches; ``data``:
+  on a laws_lm_data train split instead (names only: laws_lm_data.retarget sets the path)."""
   out = []
   for seed in seeds:
     sched = ll._schedule_runs(
@@ -76,34 +80,34 @@ def runs(labels=LABELS, seeds=SEEDS) -> list[sc.Run]:
     if missing:
       raise ValueError(f"runs {missing} are not in the schedule set: labels allowed {LABELS}.")
     out += [r for r in sched if r.name in wanted]
-  return out
+  return lld.retarget(out, data) if data else out
 
 
 def finished(root: str, rs: list[sc.Run]) -> bool:
   return all(ll.final_loss(root, r) is not None for r in rs)
 
 
-def mean_curves(root: str, labels, min_step: int) -> dict:
+def mean_curves(root: str, labels, min_step: int, data: str = "") -> dict:
   """{label: seed-mean LossCurve at steps >= min_step} of finished runs."""
-  every = runs(LABELS)  # branches need their parents' records
+  every = runs(LABELS, data=data)  # branches need their parents' records
   by_name = {r.name: r for r in every}
   out = {}
   for label in labels:
-    per_seed = [ll.curve(root, by_name[name(label, s)], by_name) for s in SEEDS]
+    per_seed = [ll.curve(root, by_name[name(label, s, data)], by_name) for s in SEEDS]
     out[label] = ll._cut(ll._mean_curve(label, per_seed), min_step)
   return out
 
 
-def forecast(root: str) -> list[dict]:
+def forecast(root: str, data: str = "") -> list[dict]:
   """Every law fitted on the fit runs (each MIN_STEPS window), its forecast of each held-out
   run's final loss from that run's schedule alone (with a 2-sigma parameter band)."""
-  fit_runs = runs(FIT_SET)
+  fit_runs = runs(FIT_SET, data=data)
   if not finished(root, fit_runs):
     raise ValueError(f"the fit runs {[r.name for r in fit_runs]} have not all finished in {root}.")
-  held = {label: runs((label,), (0,))[0] for label in HELD_OUT}
+  held = {label: runs((label,), (0,), data)[0] for label in HELD_OUT}
   rows = []
   for min_step in MIN_STEPS:
-    curves = mean_curves(root, FIT_SET, min_step)
+    curves = mean_curves(root, FIT_SET, min_step, data)
     rows += _forecast_rows(curves, held, min_step)
   return rows
 
@@ -145,11 +149,11 @@ def _rmse(fitted, curves) -> float:
   return float(np.sqrt(np.mean(rel**2)))
 
 
-def check(root: str, prereg: list[dict]) -> list[dict]:
+def check(root: str, prereg: list[dict], data: str = "") -> list[dict]:
   """The forecast against the held-out runs' seed-mean finals, once they all finished."""
-  if not finished(root, runs(HELD_OUT)):
+  if not finished(root, runs(HELD_OUT, data=data)):
     return []
-  truth = {k: float(c.loss[-1]) for k, c in mean_curves(root, HELD_OUT, 1).items()}
+  truth = {k: float(c.loss[-1]) for k, c in mean_curves(root, HELD_OUT, 1, data).items()}
   true_rank = sorted(WSD, key=truth.get)
   rows = []
   for (min_step, law), group in itertools.groupby(prereg, key=lambda r: (r["min_step"], r["law"])):
@@ -182,19 +186,19 @@ POSTHOC_FIT_SETS = ((*FIT_SET, "wsd20_linear"),)
 REFIT = "long_refit.csv"
 
 
-def refit(root: str, out: str) -> list[dict]:
+def refit(root: str, out: str, data: str = "", figure: str = "long_forecast.png") -> list[dict]:
   """Every law on the fit runs (which retraces the forecast) and on POSTHOC_FIT_SETS, each
-  MIN_STEPS window, with each run's final error and curve mean error; the primary fit's figure
-  (``long_forecast.png``)."""
+  MIN_STEPS window, with each run's final error and curve mean error; the primary fit's
+  ``figure``."""
   rows = []
   for min_step in MIN_STEPS:
-    curves = mean_curves(root, LABELS, min_step)
+    curves = mean_curves(root, LABELS, min_step, data)
     for fit_set, law in itertools.product((FIT_SET, *POSTHOC_FIT_SETS), ll.SCHEDULE_LAWS):
       got = ll._fit_and_predict(curves, fit_set, law, out, "dense-mean", plot=False)
       rows += [dict(min_step=min_step, **r) for r in got]
       if (min_step, fit_set, law[0]) == (MIN_STEPS[0], FIT_SET, "multipower"):
         fitted = law[1]().fit([curves[k] for k in fit_set], **law[2])
-        _plot_forecast(curves, fitted, os.path.join(out, "long_forecast.png"))
+        _plot_forecast(curves, fitted, os.path.join(out, figure))
   return rows
 
 
@@ -255,20 +259,28 @@ def main(argv=None) -> int:
   if args.copy_logs:
     ll.copy_logs(args.root, every, os.path.join(args.out, "runs"))
   if os.path.exists(prereg_path):
-    rows = check(args.root, ll.read_csv(prereg_path))
-    if rows:
-      ll._write_csv(os.path.join(args.out, CHECK), rows)
-      cli.print_rows(rows, skip=("wsd_ranking_true",))
-      redo = refit(args.root, args.out)
-      ll._write_csv(os.path.join(args.out, REFIT), redo)
-      pre = {(r["min_step"], r["law"], r["run"]): float(r["final_pred"]) for r in rows}
-      again = [
-        abs(r["final_pred"] / pre[(str(r["min_step"]), r["law"], r["run"])] - 1)
-        for r in redo
-        if r["fit"] == "+".join(FIT_SET) and r["role"] == "held-out"
-      ]
-      print(f"refit of the forecast: largest relative change {max(again):.1e}")
+    check_and_refit(args.root, args.out, prereg_path)
   return 0
+
+
+def check_and_refit(root: str, out: str, prereg_path: str, data: str = "", prefix="long"):
+  """Once every held-out run finished: writes ``<prefix>_check.csv`` (the forecast in
+  ``prereg_path`` against the truths), ``<prefix>_refit.csv`` and ``<prefix>_forecast.png``
+  (refit), and prints how closely the refit retraces the forecast. Returns the check rows."""
+  rows = check(root, ll.read_csv(prereg_path), data)
+  if rows:
+    ll._write_csv(os.path.join(out, f"{prefix}_check.csv"), rows)
+    cli.print_rows(rows, skip=("wsd_ranking_true",))
+    redo = refit(root, out, data, figure=f"{prefix}_forecast.png")
+    ll._write_csv(os.path.join(out, f"{prefix}_refit.csv"), redo)
+    pre = {(r["min_step"], r["law"], r["run"]): float(r["final_pred"]) for r in rows}
+    again = [
+      abs(r["final_pred"] / pre[(str(r["min_step"]), r["law"], r["run"])] - 1)
+      for r in redo
+      if r["fit"] == "+".join(FIT_SET) and r["role"] == "held-out"
+    ]
+    print(f"refit of the forecast: largest relative change {max(again):.1e}")
+  return rows
 
 
 if __name__ == "__main__":
