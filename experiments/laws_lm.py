@@ -492,11 +492,16 @@ def _profile_rows(curves, fit_set, evals) -> list[dict]:
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
+  """Writes ``rows`` to ``path`` (creating its directory) by an atomic rename, so an
+  interrupted write leaves the previous file whole."""
   keys = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path, "w", newline="") as f:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
     w.writerows(rows)
+  os.replace(tmp, path)
   print(f"wrote {path}")
 
 
