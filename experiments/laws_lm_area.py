@@ -48,15 +48,18 @@ import numpy as np
 from anytime.laws import AnnealingLaw, MultiPowerLaw
 from experiments import cli
 from experiments import laws_lm as ll
+from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_w64 as w64
 
-# (key, width, peak LR, model shape, horizon in units, eval interval): the four schedule sets
+# (key, width, peak LR, model shape, horizon in units, eval interval, train split): the schedule
+# sets, on the stdlib train split ("") or a laws_lm_data split (laws_lm_repeat's 32-unit set)
 SETTINGS = (
-  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY),
-  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY),
-  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY),
-  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY),
+  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, ""),
+  ("fresh_w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "fresh"),
 )
 SEEDS = ll.DENSE_SEEDS
 N_DRAWS = 2000  # random parameter draws for the bound
@@ -70,17 +73,20 @@ def labels(horizon: float) -> tuple[str, ...]:
 
 def seed_curves(root: str, setting) -> list[dict] | None:
   """[{label: LossCurve} per seed] of one schedule set, or None if any of its runs is missing."""
-  _, width, peak, shape, horizon, every = setting
+  _, width, peak, shape, horizon, every, data = setting
   runs = []
   for seed in SEEDS:
     runs += ll._schedule_runs(
       seed, dense=True, width=width, peak_lr=peak, shape=shape, horizon=horizon, every=every
     )
+  if data:
+    runs = lld.retarget(runs, data)
   if any(ll.final_loss(root, r) is None for r in runs):
     return None
   by_name = {r.name: r for r in runs}
+  prefix = f"{data}_" if data else ""
   return [
-    {lb: ll.curve(root, by_name[ll.dense_name(lb, s, width, horizon, every)], by_name)
+    {lb: ll.curve(root, by_name[prefix + ll.dense_name(lb, s, width, horizon, every)], by_name)
      for lb in labels(horizon)}
     for s in SEEDS
   ]  # fmt: skip
@@ -276,7 +282,8 @@ def main(argv=None) -> int:
       continue
     curves = seed_mean(per_seed)
     all_curves[key] = curves
-    min_step = long.MIN_STEPS[0] if key == "w32_32u" else 100  # each set's primary window
+    # each set's primary window
+    min_step = long.MIN_STEPS[0] if horizon == long.HORIZON else 100
     rows += clock_rows(key, horizon, curves, min_step)
     ratios = " ".join(f"{gain_ratio(c, horizon):.3f}" for c in per_seed)
     next(r for r in rows[::-1] if "gain_ratio_short_long" in r)["gain_ratio_per_seed"] = ratios
