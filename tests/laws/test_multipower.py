@@ -66,3 +66,25 @@ def test_log_residual_recovers_known_parameters():
   fit = law.fit(curves, residual="log", f_scale=1e-3)
   np.testing.assert_allclose(fit.result.params, truth, rtol=1e-4)
   assert fit.result.rmse < 1e-8
+
+
+@pytest.mark.parametrize("power", [0.35, 0.5, 2.0])
+def test_lr_power_is_the_formula_on_powered_lrs(power):
+  """lr_power = p: the paper's formula, evaluated directly on the LRs (eta / peak)**p."""
+  t, warmup = 400, 20
+  sched = anytime.cosine(0.02, t, final_value=2e-3, warmup_steps=warmup)
+  steps = np.array([30, 100, 250, 399, 400])
+  c = from_schedule("cosine", sched, t, steps, np.ones(steps.size), warmup_steps=warmup)
+  law = MultiPowerLaw(lr_power=power)
+  got = law.predict_from(PARAMS, law.features(c, 0.02))
+  want = direct(PARAMS, (c.lrs / 0.02) ** power, warmup, steps)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  # p != 1 is a different law on the same schedule: the clock changes the prediction
+  plain = MultiPowerLaw()
+  assert np.max(np.abs(got / plain.predict_from(PARAMS, plain.features(c, 0.02)) - 1)) > 1e-3
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 4.5, float("nan"), True, "0.5", None])
+def test_lr_power_rejects_bad_values(bad):
+  with pytest.raises(ValueError, match="lr_power"):
+    MultiPowerLaw(lr_power=bad)
