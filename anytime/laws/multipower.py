@@ -88,9 +88,7 @@ class MultiPowerLaw(ScheduleLaw):
   label = "multipower"
   names = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
-  def __init__(
-    self, max_bins: int | None = 256, exact_terms: int = 50_000, lr_power: float = 1.0
-  ):
+  def __init__(self, max_bins: int | None = 256, exact_terms: int = 50_000, lr_power: float = 1.0):
     def bad(v, low):
       return isinstance(v, bool) or not isinstance(v, int) or v < low
 
