@@ -1,7 +1,8 @@
 """Fit a schedule law on some runs' logs and predict the others: fit vs data, CSV + PNG.
 
     .venv/bin/python -m experiments.laws_fit --runs RUNS.jsonl --fit constant,cosine \\
-        [--law multipower] [--loss_key loss] [--lr_key lr] [--min_step 100] [--out results/laws]
+        [--law multipower] [--lr_power 0.35] [--loss_key loss] [--lr_key lr] [--min_step 100] \
+        [--out results/laws]
     .venv/bin/python -m experiments.laws_fit --lm_workdirs DIR1,DIR2,... --fit NAME1,NAME2 \\
         [--loss_file eval.jsonl --loss_key loss/raw] [--warmup_steps W]
     .venv/bin/python -m experiments.laws_fit --demo        # synthetic logs, end to end
@@ -64,9 +65,9 @@ def load_lm_workdirs(dirs, loss_file, loss_key, warmup_steps=0):
   return out
 
 
-def demo_runs(path: str) -> None:
-  """Writes synthetic logs from a multi-power law with 0.2% noise (a self-test)."""
-  law = MultiPowerLaw()
+def demo_runs(path: str, law: MultiPowerLaw | None = None) -> None:
+  """Writes synthetic logs from a multi-power law (default the paper's) with 0.2% noise."""
+  law = law or MultiPowerLaw()
   true = np.array([2.6, 1.2, 0.4, 0.4, 2.0, 0.6, 0.5])
   t, peak, fin = 3000, 1e-3, 1e-4
   scheds = {
@@ -90,20 +91,30 @@ def demo_runs(path: str) -> None:
   print(f"wrote {path}")
 
 
-def main() -> None:
+def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--runs")
   ap.add_argument("--lm_workdirs")
   ap.add_argument("--loss_file", default="eval.jsonl")
   ap.add_argument("--fit", default="constant,cosine")
   ap.add_argument("--law", default="multipower", choices=sorted(LAWS))
+  ap.add_argument(
+    "--lr_power",
+    type=float,
+    default=1.0,
+    help="multipower only: the clock exponent p, LRs enter as eta**p (1 is the paper's law)",
+  )
   ap.add_argument("--loss_key", default="loss")
   ap.add_argument("--lr_key", default="lr")
   ap.add_argument("--warmup_steps", type=int, default=0)
   ap.add_argument("--min_step", type=int, default=1, help="fit only measurements at >= this step")
   ap.add_argument("--out", default=os.path.join("results", "laws"))
   ap.add_argument("--demo", action="store_true")
-  args = ap.parse_args()
+  args = ap.parse_args(argv)
+  if args.lr_power != 1.0 and args.law != "multipower":
+    ap.error(f"--lr_power={args.lr_power} applies to --law multipower only, not {args.law!r}.")
+  # built before any log is read, so a bad --lr_power fails first
+  law = MultiPowerLaw(lr_power=args.lr_power) if args.law == "multipower" else LAWS[args.law]()
   os.makedirs(args.out, exist_ok=True)
   if args.demo:
     args.runs = os.path.join(args.out, "demo_runs.jsonl")
@@ -128,8 +139,9 @@ def main() -> None:
     m = c.steps >= args.min_step
     return dataclasses.replace(c, steps=c.steps[m], loss=c.loss[m])
 
-  fitted = LAWS[args.law]().fit([cut(runs[n]) for n in fit_names])
-  print(f"{args.law} fitted on {fit_names}:")
+  fitted = law.fit([cut(runs[n]) for n in fit_names])
+  clock = f" (lr_power={args.lr_power:g})" if args.lr_power != 1.0 else ""
+  print(f"{args.law}{clock} fitted on {fit_names}:")
   for name, v, se in zip(
     fitted.result.names, fitted.result.params, fitted.result.stderr, strict=True
   ):
