@@ -52,14 +52,16 @@ from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_w64 as w64
 
-# (key, width, peak LR, model shape, horizon in units, eval interval, train split): the schedule
-# sets, on the stdlib train split ("") or a laws_lm_data split (laws_lm_repeat's 32-unit set)
+# (key, width, peak LR, model shape, horizon in units, eval interval, train split, run-name
+# prefix): the schedule sets, on the stdlib train split ("") or a laws_lm_data split
+# (laws_lm_repeat's 32-unit set); the last is laws_lm_clock's set at peak 2e-2 (its PREFIX)
 SETTINGS = (
-  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
-  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
-  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
-  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, ""),
-  ("fresh_w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "fresh"),
+  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
+  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
+  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
+  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "", ""),
+  ("fresh_w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "fresh", "fresh_"),
+  ("lr0.02_w32_32u", long.WIDTH, 2e-2, None, long.HORIZON, long.EVERY, "", "lr0.02_"),
 )
 SEEDS = ll.DENSE_SEEDS
 N_DRAWS = 2000  # random parameter draws for the bound
@@ -73,7 +75,7 @@ def labels(horizon: float) -> tuple[str, ...]:
 
 def seed_curves(root: str, setting) -> list[dict] | None:
   """[{label: LossCurve} per seed] of one schedule set, or None if any of its runs is missing."""
-  _, width, peak, shape, horizon, every, data = setting
+  _, width, peak, shape, horizon, every, data, prefix = setting
   runs = []
   for seed in SEEDS:
     runs += ll._schedule_runs(
@@ -81,10 +83,11 @@ def seed_curves(root: str, setting) -> list[dict] | None:
     )
   if data:
     runs = lld.retarget(runs, data)
+  elif prefix:  # only the names differ, branches' parents with them
+    runs = lld.prefixed(runs, prefix)
   if any(ll.final_loss(root, r) is None for r in runs):
     return None
   by_name = {r.name: r for r in runs}
-  prefix = f"{data}_" if data else ""
   return [
     {lb: ll.curve(root, by_name[prefix + ll.dense_name(lb, s, width, horizon, every)], by_name)
      for lb in labels(horizon)}
@@ -227,6 +230,14 @@ def power_profile(key: str, horizon: float, curves: dict, min_step: int) -> list
     cosines = (f"cosine_h{horizon:g}", f"cosine_h{horizon / 2:g}")
     two = MultiPowerLaw().fit([cut[k] for k in cosines])
     rel_two = np.concatenate([two.predict(cut[k]) / cut[k].loss - 1 for k in cosines])
+    # could three fit runs pick p? the RMSE of constant + both cosines, and the long cosine
+    # forecast from constant + short cosine (the direction opposite to the forecasts')
+    three_set = ("constant", *cosines)
+    three = MultiPowerLaw().fit([cut[k] for k in three_set])
+    rel_three = np.concatenate([three.predict(cut[k]) / cut[k].loss - 1 for k in three_set])
+    swapped = MultiPowerLaw().fit([cut["constant"], cut[cosines[1]]])
+    long_c = cut[cosines[0]]
+    err_long = float(swapped.predict(long_c)[-1] / long_c.loss[-1] - 1)
     rows.append(
       dict(
         setting=key,
@@ -236,6 +247,8 @@ def power_profile(key: str, horizon: float, curves: dict, min_step: int) -> list
         **{f"err_{k}": f"{v:+.5f}" for k, v in held.items()},
         largest_abs_err=f"{max(abs(v) for v in held.values()):.5f}",
         fit_rmse_rel_two_cosines=f"{np.sqrt(np.mean(rel_two**2)):.5f}",
+        fit_rmse_rel_three=f"{np.sqrt(np.mean(rel_three**2)):.5f}",
+        err_long_cosine_from_short=f"{err_long:+.5f}",
       )
     )
   return rows

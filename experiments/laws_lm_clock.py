@@ -36,7 +36,6 @@ Design (committed before any of these runs existed):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 
 import numpy as np
@@ -45,6 +44,7 @@ from anytime.laws import MultiPowerLaw
 from experiments import cli
 from experiments import laws_lm as ll
 from experiments import laws_lm_area as area
+from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_replicate as rep
 from experiments import sweep_common as sc
@@ -78,14 +78,7 @@ def runs(labels=long.LABELS, seeds=SEEDS) -> list[sc.Run]:
       seed, dense=True, width=long.WIDTH, peak_lr=PEAK_LR, horizon=long.HORIZON, every=long.EVERY
     )
     wanted = {long.name(lb, seed) for lb in labels}
-    for r in sched:
-      if r.name in wanted:
-        overrides = tuple((k, _rename(v) if k == "init_from" else v) for k, v in r.overrides)
-        out.append(
-          dataclasses.replace(
-            r, name=_rename(r.name), parent=_rename(r.parent), overrides=overrides
-          )
-        )
+    out += lld.prefixed([r for r in sched if r.name in wanted], f"{PREFIX}_")
   return out
 
 

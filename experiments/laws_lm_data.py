@@ -133,21 +133,24 @@ def train_tokens(path: str) -> int:
     return int(json.load(f)["splits"]["train"]["tokens"])
 
 
-def retarget(runs: list[sc.Run], kind: str, path: str = "") -> list[sc.Run]:
-  """``runs`` renamed ``<kind>_<name>`` (parents and WSD ``init_from`` too), reading the
-  ``kind`` token directory at ``path`` (empty: names only, for reading logs)."""
-  _check_kind(kind)
-  data = (("data.source", "tokens"), ("data.path", path))
+def prefixed(runs: list[sc.Run], prefix: str) -> list[sc.Run]:
+  """``runs`` renamed ``<prefix><name>``, with their parents and WSD ``init_from``."""
 
   def rename(name):
-    return None if name is None else f"{kind}_{name}"
+    return None if name is None else prefix + name
 
   out = []
   for r in runs:
     overrides = tuple((k, rename(v) if k == "init_from" else v) for k, v in r.overrides)
     out.append(
-      dataclasses.replace(
-        r, name=rename(r.name), parent=rename(r.parent), overrides=overrides + data
-      )
+      dataclasses.replace(r, name=rename(r.name), parent=rename(r.parent), overrides=overrides)
     )
   return out
+
+
+def retarget(runs: list[sc.Run], kind: str, path: str = "") -> list[sc.Run]:
+  """``runs`` renamed ``<kind>_<name>`` (parents and WSD ``init_from`` too), reading the
+  ``kind`` token directory at ``path`` (empty: names only, for reading logs)."""
+  _check_kind(kind)
+  data = (("data.source", "tokens"), ("data.path", path))
+  return [dataclasses.replace(r, overrides=r.overrides + data) for r in prefixed(runs, f"{kind}_")]

@@ -127,6 +127,8 @@ def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
   assert max(abs(float(r["final_rel_err"])) for r in fits) < 1e-3
   power = {float(r["power"]): r for r in laws_lm.read_csv(f"{out}/area_power.csv")}
   assert float(power[1.0]["largest_abs_err"]) < 1e-3
-  for key in ("fit_rmse_rel", "fit_rmse_rel_two_cosines"):  # the generating clock fits best
-    assert float(power[1.0][key]) < float(power[0.5][key])
+  for key in ("fit_rmse_rel", "fit_rmse_rel_two_cosines", "fit_rmse_rel_three"):
+    assert float(power[1.0][key]) < float(power[0.5][key])  # the generating clock fits best
+  # ... and forecasts the long cosine from the short one
+  assert abs(float(power[1.0]["err_long_cosine_from_short"])) < 1e-3
   assert (tmp_path / "out" / "area_clock.png").stat().st_size > 10_000

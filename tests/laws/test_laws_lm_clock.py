@@ -111,3 +111,15 @@ def test_verdict_reads_each_criterion():
   got = lc.verdict(rows, pairs)
   assert not got["primary_resolved_pairs_ordered"]
   assert not got["p1_overpredicts_short_cosine"]
+
+
+def test_area_diagnosis_reads_these_runs():
+  from experiments import laws_lm_area as la
+
+  setting = next(s for s in la.SETTINGS if s[0] == "lr0.02_w32_32u")
+  assert setting[2] == lc.PEAK_LR and setting[-1] == lc.PREFIX + "_"
+  # laws_lm_area reads the run names (seed 0's) that this module trains
+  built = la.lld.prefixed(
+    la.ll._schedule_runs(0, dense=True, width=32, peak_lr=2e-2, horizon=32, every=96), "lr0.02_"
+  )
+  assert {r.name for r in lc.runs(seeds=(0,))} <= {r.name for r in built}
