@@ -131,4 +131,7 @@ def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
     assert float(power[1.0][key]) < float(power[0.5][key])  # the generating clock fits best
   # ... and forecasts the long cosine from the short one
   assert abs(float(power[1.0]["err_long_cosine_from_short"])) < 1e-3
+  # in sample, the generating clock reaches every final; the other does not
+  cap = {float(r["power"]): r for r in laws_lm.read_csv(f"{out}/area_capacity.csv")}
+  assert float(cap[1.0]["largest_abs_err"]) < 1e-3 < float(cap[0.5]["largest_abs_err"])
   assert (tmp_path / "out" / "area_clock.png").stat().st_size > 10_000
