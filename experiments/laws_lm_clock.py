@@ -35,13 +35,12 @@ Design (committed before any of these runs existed):
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from anytime.laws import MultiPowerLaw
-from experiments import cli
+from experiments import cli, prereg
 from experiments import laws_lm as ll
 from experiments import laws_lm_area as area
 from experiments import laws_lm_data as lld
@@ -196,34 +195,17 @@ def plot(root: str, out: str) -> None:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ll.add_run_args(p, jobs=2)
-  p.add_argument("--prereg", action="store_true", help="write the forecast and stop")
-  p.add_argument(
-    "--phase", default="all", help=f"which runs to train: one of {PHASES} (default all)"
-  )
-  args = p.parse_args(argv)
-  ll.check_run_args(args)
-  if args.phase not in PHASES:
-    raise ValueError(f"--phase={args.phase!r} is invalid: allowed {PHASES}.")
+  args = prereg.parse(argv, __doc__, PHASES, "write the forecast and stop")
   every = runs()
   prereg_path = os.path.join(args.out, PREREG)
   if args.dry:
     ll.print_dry(every, name_width=44)
     return 0
   if args.prereg:
-    if os.path.exists(prereg_path):
-      raise ValueError(f"{prereg_path} exists: the forecast is written once, before the runs.")
-    rows = forecast(args.root)
-    os.makedirs(args.out, exist_ok=True)
-    ll._write_csv(prereg_path, rows)
-    cli.print_rows(rows)
+    prereg.write_once(prereg_path, lambda: forecast(args.root))
     return 0
-  if args.phase != "fit" and not os.path.exists(prereg_path):
-    raise ValueError(
-      f"{prereg_path} missing: train --phase fit, then --prereg (and commit it), before the "
-      "held-out runs."
-    )
+  if args.phase != "fit":
+    prereg.require(prereg_path)
   todo = {"fit": runs(long.FIT_SET), "held-out": runs(long.HELD_OUT), "all": every}[args.phase]
   if not args.no_train:
     ll.train(args, todo)

@@ -38,13 +38,12 @@ Design (committed before any of these runs existed):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, prereg
 from experiments import laws_lm as ll
 from experiments import laws_lm_area as area
 from experiments import laws_lm_data as lld
@@ -153,34 +152,17 @@ def pairs(root: str, prereg: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ll.add_run_args(p, jobs=2)
-  p.add_argument("--prereg", action="store_true", help="write test B's forecast and stop")
-  p.add_argument(
-    "--phase", default="all", help=f"which runs to train: one of {PHASES} (default all)"
-  )
-  args = p.parse_args(argv)
-  ll.check_run_args(args)
-  if args.phase not in PHASES:
-    raise ValueError(f"--phase={args.phase!r} is invalid: allowed {PHASES}.")
+  args = prereg.parse(argv, __doc__, PHASES, "write test B's forecast and stop")
   every = fresh_runs() + quarter_runs()
   prereg_path = os.path.join(args.out, PREREG)
   if args.dry:
     ll.print_dry(every, name_width=48)
     return 0
   if args.prereg:
-    if os.path.exists(prereg_path):
-      raise ValueError(f"{prereg_path} exists: the forecast is written once, before the runs.")
-    rows = long.forecast(args.root, data="fresh")
-    os.makedirs(args.out, exist_ok=True)
-    ll._write_csv(prereg_path, rows)
-    cli.print_rows(rows)
+    prereg.write_once(prereg_path, lambda: long.forecast(args.root, data="fresh"))
     return 0
-  if args.phase in ("held-out", "all") and not os.path.exists(prereg_path):
-    raise ValueError(
-      f"{prereg_path} missing: train --phase fit, then --prereg (and commit it), before the "
-      "held-out runs."
-    )
+  if args.phase in ("held-out", "all"):
+    prereg.require(prereg_path)
   todo = {
     "fit": fresh_runs(long.FIT_SET),
     "quarter": quarter_runs(),
@@ -196,9 +178,9 @@ def main(argv=None) -> int:
     ll._write_csv(os.path.join(args.out, RATIOS), ratios)
     cli.print_rows(ratios)
   if os.path.exists(prereg_path):
-    prereg = ll.read_csv(prereg_path)
+    forecast_rows = ll.read_csv(prereg_path)
     if long.check_and_refit(args.root, args.out, prereg_path, "fresh", PREFIX):
-      rows = pairs(args.root, prereg)
+      rows = pairs(args.root, forecast_rows)
       ll._write_csv(os.path.join(args.out, PAIRS), rows)
       cli.print_rows(rows)
   return 0
