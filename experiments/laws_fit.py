@@ -1,7 +1,7 @@
 """Fit a schedule law on some runs' logs and predict the others: fit vs data, CSV + PNG.
 
     .venv/bin/python -m experiments.laws_fit --runs RUNS.jsonl --fit constant,cosine \\
-        [--law multipower] [--lr_power 0.35] [--loss_key loss] [--lr_key lr] [--min_step 100] \
+        [--law multipower] [--lr_power 0.35] [--loss_key loss] [--lr_key lr] [--min_step 100] \\
         [--out results/laws]
     .venv/bin/python -m experiments.laws_fit --lm_workdirs DIR1,DIR2,... --fit NAME1,NAME2 \\
         [--loss_file eval.jsonl --loss_key loss/raw] [--warmup_steps W]
