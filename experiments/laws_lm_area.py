@@ -54,16 +54,16 @@ from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_w64 as w64
 
-# (key, width, peak LR, model shape, horizon in units, eval interval, train split, run-name
-# prefix): the schedule sets, on the stdlib train split ("") or a laws_lm_data split
-# (laws_lm_repeat's 32-unit set); the last is laws_lm_clock's set at peak 2e-2 (its PREFIX)
+# (key, width, peak LR, model shape, horizon in units, eval interval, run-name prefix): the
+# schedule sets; "fresh_" is laws_lm_repeat's set on the fresh split (lld.retarget's names),
+# "lr0.02_" laws_lm_clock's at peak 2e-2 (its PREFIX). Reading logs needs only the names.
 SETTINGS = (
-  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
-  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
-  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, "", ""),
-  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "", ""),
-  ("fresh_w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "fresh", "fresh_"),
-  ("lr0.02_w32_32u", long.WIDTH, 2e-2, None, long.HORIZON, long.EVERY, "", "lr0.02_"),
+  ("w32_8u", ll.SCHEDULE_WIDTH, ll.SCHEDULE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w48_8u", w64.SIZE_WIDTH, w64.SIZE_LR, None, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w64_8u", w64.WIDTH, w64.SCHEDULE_LR, w64.SHAPE, ll.SCHEDULE_HORIZON, ll.DENSE_EVERY, ""),
+  ("w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, ""),
+  ("fresh_w32_32u", long.WIDTH, long.PEAK_LR, None, long.HORIZON, long.EVERY, "fresh_"),
+  ("lr0.02_w32_32u", long.WIDTH, 2e-2, None, long.HORIZON, long.EVERY, "lr0.02_"),
 )
 SEEDS = ll.DENSE_SEEDS
 N_DRAWS = 2000  # random parameter draws for the bound
@@ -77,16 +77,13 @@ def labels(horizon: float) -> tuple[str, ...]:
 
 def seed_curves(root: str, setting) -> list[dict] | None:
   """[{label: LossCurve} per seed] of one schedule set, or None if any of its runs is missing."""
-  _, width, peak, shape, horizon, every, data, prefix = setting
+  _, width, peak, shape, horizon, every, prefix = setting
   runs = []
   for seed in SEEDS:
     runs += ll._schedule_runs(
       seed, dense=True, width=width, peak_lr=peak, shape=shape, horizon=horizon, every=every
     )
-  if data:
-    runs = lld.retarget(runs, data)
-  elif prefix:  # only the names differ, branches' parents with them
-    runs = lld.prefixed(runs, prefix)
+  runs = lld.prefixed(runs, prefix)
   if any(ll.final_loss(root, r) is None for r in runs):
     return None
   by_name = {r.name: r for r in runs}
