@@ -39,9 +39,9 @@ def test_grid_is_the_schedule_set_at_32_units():
     laws_lm_long.runs(("cosine_h8",))
 
 
-def _write_logs(root, runs, law=None, lr_ref=1e-2):
-  """Train and eval logs of ``runs`` whose eval loss follows TRUTH under ``law`` (default the
-  paper's multi-power law, LRs in units of ``lr_ref``) plus the seed offset."""
+def _write_logs(root, runs, law=None, lr_ref=1e-2, params=TRUTH):
+  """Train and eval logs of ``runs`` whose eval loss follows ``params`` under ``law`` (default
+  the paper's multi-power law, LRs in units of ``lr_ref``) plus the seed offset."""
   for run in runs:
     cfg = sc.lm_config(run.lm_arg, run.overrides)
     lrs = np.asarray(optim.make_schedule(cfg.opt, run.total_steps)(np.arange(run.total_steps)))
@@ -49,7 +49,7 @@ def _write_logs(root, runs, law=None, lr_ref=1e-2):
     steps = np.array([k for k in range(96, run.total_steps + 1, 96) if k >= first])
     c = LossCurve(run.name, lrs, steps, np.ones(steps.size), warmup_steps=laws_lm.WARMUP)
     law = law or MultiPowerLaw(max_bins=None)
-    loss = law.predict_from(TRUTH, law.features(c, lr_ref)) + (run.seed - 1) * SEED_OFFSET
+    loss = law.predict_from(params, law.features(c, lr_ref)) + (run.seed - 1) * SEED_OFFSET
     _log_train(root, run, lrs, first, run.total_steps)
     with open(os.path.join(root, run.name, "eval.jsonl"), "w") as f:
       header = {"kind": "header", "total_steps": run.total_steps, "steps_per_chinchilla": 240}

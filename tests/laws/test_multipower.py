@@ -11,9 +11,10 @@ from anytime.laws.curves import from_schedule
 PARAMS = np.array([2.0, 1.5, 0.4, 0.5, 2.0, 0.5, 0.6])  # L0, A, alpha, B, C, beta, gamma
 
 
-def direct(params, lrs, warmup, steps):
+def direct(params, lrs, warmup, steps, reducible=False):
   """Luo et al. (2025) term by term: L0 + A (S1 + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k)
-  G(eta_k^-gamma S_k(t)), post-warmup updates k = 1..t, eta_0 the LR at the end of warmup."""
+  G(eta_k^-gamma S_k(t)), post-warmup updates k = 1..t, eta_0 the LR at the end of warmup;
+  ``reducible``: each term also times A (S_W + eta_1 + ... + eta_{k-1})^-alpha."""
   l0, a, alpha, b, c, beta, gamma = params
   s_w = sum(lrs[:warmup])
   eta = [lrs[warmup], *lrs[warmup:]]  # eta[0] = end of warmup, eta[k] = post-warmup k
@@ -24,7 +25,8 @@ def direct(params, lrs, warmup, steps):
     ld = 0.0
     for k in range(1, n + 1):
       s_k = sum(eta[k : n + 1])
-      ld += (eta[k - 1] - eta[k]) * (1 - (c * eta[k] ** -gamma * s_k + 1) ** -beta)
+      weight = a * (s_w + sum(eta[1:k])) ** -alpha if reducible else 1.0
+      ld += weight * (eta[k - 1] - eta[k]) * (1 - (c * eta[k] ** -gamma * s_k + 1) ** -beta)
     out.append(l0 + a * (s1 + s_w) ** -alpha - b * ld)
   return np.array(out)
 
@@ -88,3 +90,48 @@ def test_lr_power_is_the_formula_on_powered_lrs(power):
 def test_lr_power_rejects_bad_values(bad):
   with pytest.raises(ValueError, match="lr_power"):
     MultiPowerLaw(lr_power=bad)
+
+
+def test_reducible_gain_is_the_formula_term_by_term():
+  t, warmup = 500, 25
+  sched = anytime.wsd(0.01, t, decay_steps=150, shape="sqrt", final_value=0.0, warmup_steps=warmup)
+  steps = np.array([30, 200, 350, 351, 420, 499, 500])
+  c = from_schedule("wsd", sched, t, steps, np.ones(steps.size), warmup_steps=warmup)
+  law = MultiPowerLaw(gain="reducible")
+  got = law.predict_from(PARAMS, law.features(c, 0.01))
+  np.testing.assert_allclose(got, direct(PARAMS, c.lrs / 0.01, warmup, steps, True), rtol=1e-12)
+  # the same parameters under the paper's gain differ once the LR has decreased
+  plain = MultiPowerLaw()
+  paper = plain.predict_from(PARAMS, plain.features(c, 0.01))
+  np.testing.assert_allclose(got[:2], paper[:2], rtol=1e-12)  # before the cooldown
+  assert np.all(got[4:] > paper[4:])  # A S^-alpha < 1 here: each decrease gains less
+
+
+def test_reducible_gain_favours_an_early_anneal():
+  """The same cooldown (LR 1 -> 0.5 over 100 steps) at the end of a 1000- and a 2000-step run,
+  with G saturated: the paper's annealing term is B * 0.5 at both lengths; the reducible gain
+  scales it by A S^-alpha at the cooldown, so the early one gains more by about the ratio of
+  the areas to the -alpha (the area at mid-cooldown is about t - 62)."""
+  params = np.array([2.0, 1.5, 0.4, 0.5, 1e3, 1.0, 0.0])  # L0, A, alpha, B, C, beta, gamma
+  no_anneal = params.copy()
+  no_anneal[3] = 0.0
+  ld = {}
+  for gain in ("constant", "reducible"):
+    law = MultiPowerLaw(gain=gain)
+    for t in (1000, 2000):
+      sched = anytime.wsd(1.0, t, decay_steps=100, shape="linear", final_value=0.5)
+      steps = np.arange(t - 4, t + 1)
+      feats = law.features(from_schedule("w", sched, t, steps, np.ones(5)), 1.0)
+      ld[gain, t] = (law.predict_from(no_anneal, feats) - law.predict_from(params, feats))[-1]
+  assert ld["constant", 1000] == pytest.approx(0.25, rel=0.02)  # B * drop, G ~ 1
+  assert ld["constant", 2000] == pytest.approx(ld["constant", 1000], rel=1e-3)
+  for t in (1000, 2000):
+    assert ld["reducible", t] == pytest.approx(0.25 * 1.5 * (t - 62) ** -0.4, rel=0.02)
+  ratio = ld["reducible", 1000] / ld["reducible", 2000]
+  assert ratio == pytest.approx((1938 / 938) ** 0.4, rel=2e-3), ratio
+
+
+@pytest.mark.parametrize("bad", ["paper", "", None, 1])
+def test_gain_rejects_bad_values(bad):
+  with pytest.raises(ValueError, match="gain"):
+    MultiPowerLaw(gain=bad)

@@ -83,6 +83,34 @@ def test_multipower_law_recovers_power_law_and_predicts_held_out_curve(seed):
   assert np.max(np.abs(rel)) < NOISE, np.max(np.abs(rel))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reducible_gain_law_fitted_on_a_cosine_and_a_cooldown_predicts_other_schedules(seed):
+  """laws_lm_gain's design on synthetic curves: the reducible-gain law fitted on the cosine and
+  the WSD run alone recovers its power-law part and forecasts a 10% 1-sqrt cooldown and the
+  cosine at half the horizon within the noise."""
+  true = [2.5, 1.5, 0.35, 0.5, 2.0, 0.6, 0.5]  # L0, A, alpha, B, C, beta, gamma
+  law = MultiPowerLaw(gain="reducible")
+  curves = {c.name: c for c in synthetic(law, true, seed)}
+  fitted = law.fit([curves["cosine"], curves["wsd"]], seed=seed, n_restarts=4)
+  res = fitted.result
+  for i, name in enumerate(("L0", "A", "alpha")):
+    assert abs(res.params[i] - true[i]) < 3 * res.stderr[i], (name, res.params[i], res.stderr[i])
+  half = T // 2
+  held = {
+    "wsd10_sqrt": (
+      anytime.wsd(PEAK, T, decay_steps=T // 10, shape="sqrt", final_value=0.1 * PEAK),
+      T,
+    ),
+    "cosine_half": (anytime.cosine(PEAK, half, final_value=0.1 * PEAK), half),
+  }
+  for name, (sched, t) in held.items():
+    steps = STEPS[: np.searchsorted(STEPS, t, side="right")]
+    curve = from_schedule(name, sched, t, steps, np.ones(steps.size))
+    truth = law.predict_from(np.asarray(true), law.features(curve, PEAK))
+    rel = fitted.predict(curve) / truth - 1
+    assert np.max(np.abs(rel)) < NOISE, (name, np.max(np.abs(rel)))
+
+
 def test_forward_momentum_law_recovers_parameters_across_sizes():
   # three model sizes (the size term needs >= 3); N in units of the smallest size
   true = [2.0, 1.5, 0.35, 1e-4, 0.8, 0.3]  # L0, A, alpha_S, C, B, alpha_N
