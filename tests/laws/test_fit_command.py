@@ -93,3 +93,33 @@ def test_bad_lr_power_fails_before_any_write(tmp_path):
   with pytest.raises(SystemExit):  # argparse: --lr_power belongs to the multi-power law
     laws_fit.main(["--demo", "--law", "annealing", "--lr_power", "0.5", "--out", str(out)])
   assert not out.exists()
+
+
+def test_reducible_gain_fits_a_cosine_and_a_cooldown(tmp_path, capsys):
+  from anytime.laws import MultiPowerLaw, read_runs
+  from experiments import laws_fit
+
+  runs = str(tmp_path / "runs.jsonl")
+  laws_fit.demo_runs(runs, MultiPowerLaw(gain="reducible"))
+  out = str(tmp_path / "out")
+  args = ["--runs", runs, "--fit", "cosine,wsd20_linear", "--gain", "reducible", "--out", out]
+  laws_fit.main(args)
+  assert "gain=reducible" in capsys.readouterr().out
+  with open(os.path.join(out, "fit_multipower.csv")) as f:
+    rows = {r["run"]: r for r in csv.DictReader(f)}
+  # the command's fit is the library's
+  curves = read_runs(runs)
+  fitted = MultiPowerLaw(gain="reducible").fit([curves["cosine"], curves["wsd20_linear"]])
+  want = float(fitted.predict(curves["constant"])[-1])
+  assert float(rows["constant"]["final_pred"]) == pytest.approx(want, rel=1e-5)
+
+
+def test_bad_gain_fails_before_any_write(tmp_path):
+  from experiments import laws_fit
+
+  out = tmp_path / "out"
+  with pytest.raises(ValueError, match="gain='paper' must be one of"):
+    laws_fit.main(["--demo", "--gain", "paper", "--out", str(out)])
+  with pytest.raises(SystemExit):  # argparse: --gain belongs to the multi-power law
+    laws_fit.main(["--demo", "--law", "annealing", "--gain", "reducible", "--out", str(out)])
+  assert not out.exists()
