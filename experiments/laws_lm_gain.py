@@ -15,7 +15,7 @@ by the power-law part of the loss there, A * S(k)**-alpha, with no new parameter
 sample it comes within 0.38% of every 32-unit final (``--dev``). But constant + cosine do not
 pin down its annealing shape; a cosine and a cooldown do. So the fit pair is the long cosine
 and WSD 10% 1-sqrt, chosen on the six dev sets (``gain_dev.csv``), where the other three cooldowns
-and the 16-unit cosine were forecast within 0.51% at 32 units and 0.49% at 8 units.
+and the other cosine were forecast within 0.51% at 32 units and 0.50% at 8 units.
 
 Design (committed before any of these runs existed):
 
