@@ -9,8 +9,8 @@ from anytime.laws import MultiPowerLaw
 from experiments import laws_lm, laws_lm_long
 from experiments import laws_lm_gain as lg
 from experiments import sweep_common as sc
+from tests.laws.test_laws_lm_long import SEED_OFFSET, _write_logs
 from tests.laws.test_laws_lm_long import TRUTH as PAPER_TRUTH
-from tests.laws.test_laws_lm_long import _write_logs
 
 # the reducible gain scales B by A S^-alpha (about 0.08 at these runs' ends): a larger B keeps
 # the held-out finals apart by several times the fits' error
@@ -90,6 +90,18 @@ def test_protocol_on_a_known_reducible_gain_law(tmp_path, capsys, monkeypatch):
   assert "'primary_all_within_target': True" in printed
   assert "'primary_resolved_pairs_ordered': True" in printed
   assert os.path.getsize(os.path.join(out, lg.FIGURE)) > 10_000
+  assert not os.path.exists(os.path.join(out, lg.REPLICATE))  # seeds 3-5 not trained yet
+
+  # the replication: the same forecast against seeds 0-5, whose offsets average to 1.5 x 0.02
+  _write_logs(root, lg.runs(("constant", *lg.HELD_OUT), lg.REPLICATE_SEEDS), law=truth,
+              lr_ref=lg.PEAK_LR, params=TRUTH)  # fmt: skip
+  assert lg.main(args) == 0
+  rep = laws_lm.read_csv(os.path.join(out, lg.REPLICATE))
+  assert {r["run"] for r in rep} == {"constant", *lg.HELD_OUT}  # not the fit pair's cooldown
+  got = next(float(r["final_true"]) for r in rep if r["run"] == lg.SHORT_COSINE)
+  assert got == pytest.approx(want + 1.5 * SEED_OFFSET, abs=1e-5)
+  assert len(laws_lm.read_csv(os.path.join(out, lg.REPLICATE_PAIRS))) == 3
+  assert "replication: {'primary_all_within_target': False" in capsys.readouterr().out
 
 
 def _row(forecast, err, all_within=False):
