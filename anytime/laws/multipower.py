@@ -28,11 +28,13 @@ proportion to the power-law part of the loss when it is made,
     x_k(t) = eta_k**(-gamma) * S_k(t),
 
 so B is a fraction of the reducible loss and an anneal made early in a run gains more than
-the same anneal made late. No parameter is added. On the LM runs of docs/laws.md section 13
-an anneal's measured gain falls with the area at which it is made (at equal area, a 16-unit
-cosine gains 1.2x a 32-unit one; late WSD cooldowns 0.6-0.75x), which the paper's constant B
-cannot follow: fitted on every run of a schedule set at once it misses some final by more
-than 0.5% in 5 of 6 sets, this form in 2 of 6 (``experiments/laws_lm_gain.py --dev``).
+the same anneal made late. No parameter is added. On the LM runs of docs/laws.md an
+anneal's measured gain falls with the area at which it is made (sections 9 and 12: at equal
+area a 16-unit cosine gains 1.2x a 32-unit one, late WSD cooldowns 0.6-0.75x), which the
+paper's constant B cannot follow. Fitted on every run of a schedule set at once, the paper's
+form misses some final by more than 0.5% in 6 of 6 sets, this one in 2 of 6; fitted on a
+cosine and one cooldown it forecast the other schedules within 0.45% in a pre-registered test
+(section 13, ``experiments/laws_lm_gain.py``).
 
 Cost: O(records x decreasing steps) per evaluation. The sum is exact while it
 has at most ``exact_terms`` terms (default 50,000: e.g. 20 records x 2,500
