@@ -94,6 +94,18 @@ def seed_curves(root: str, setting) -> list[dict] | None:
   ]  # fmt: skip
 
 
+def complete_sets(root: str):
+  """Yields (key, horizon, per-seed curves, primary fit window) of each complete schedule set
+  under ``root``; names the ones skipped."""
+  for setting in SETTINGS:
+    key, horizon = setting[0], setting[4]
+    per_seed = seed_curves(root, setting)
+    if per_seed is None:
+      print(f"{key}: not every run under {root}; skipped")
+      continue
+    yield key, horizon, per_seed, long.MIN_STEPS[0] if horizon == long.HORIZON else 100
+
+
 def seed_mean(per_seed: list[dict]) -> dict:
   return {lb: ll._mean_curve(lb, [c[lb] for c in per_seed]) for lb in per_seed[0]}
 
@@ -307,16 +319,9 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
   args = p.parse_args(argv)
   rows, fits, powers, capacity, all_curves = [], [], [], [], {}
-  for setting in SETTINGS:
-    key, horizon = setting[0], setting[4]
-    per_seed = seed_curves(args.root, setting)
-    if per_seed is None:
-      print(f"{key}: not every run under {args.root}; skipped")
-      continue
+  for key, horizon, per_seed, min_step in complete_sets(args.root):
     curves = seed_mean(per_seed)
     all_curves[key] = curves
-    # each set's primary window
-    min_step = long.MIN_STEPS[0] if horizon == long.HORIZON else 100
     rows += clock_rows(key, horizon, curves, min_step)
     ratios = " ".join(f"{gain_ratio(c, horizon):.3f}" for c in per_seed)
     next(r for r in rows[::-1] if "gain_ratio_short_long" in r)["gain_ratio_per_seed"] = ratios

@@ -43,7 +43,6 @@ from anytime.laws import MultiPowerLaw
 from experiments import cli, prereg
 from experiments import laws_lm as ll
 from experiments import laws_lm_area as area
-from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_replicate as rep
 from experiments import sweep_common as sc
@@ -68,17 +67,7 @@ def _rename(name: str | None) -> str | None:
 
 def runs(labels=long.LABELS, seeds=SEEDS) -> list[sc.Run]:
   """The schedule set at PEAK_LR with ``labels`` at ``seeds``, parents before branches."""
-  unknown = sorted(set(labels) - set(long.LABELS))
-  if unknown:
-    raise ValueError(f"labels {unknown} are not in the schedule set: allowed {long.LABELS}.")
-  out = []
-  for seed in seeds:
-    sched = ll._schedule_runs(
-      seed, dense=True, width=long.WIDTH, peak_lr=PEAK_LR, horizon=long.HORIZON, every=long.EVERY
-    )
-    wanted = {long.name(lb, seed) for lb in labels}
-    out += lld.prefixed([r for r in sched if r.name in wanted], f"{PREFIX}_")
-  return out
+  return long.peak_runs(PEAK_LR, PREFIX, labels, seeds)
 
 
 def name(label: str, seed: int) -> str:

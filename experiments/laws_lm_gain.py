@@ -54,7 +54,6 @@ from anytime.laws import MultiPowerLaw
 from experiments import cli, prereg
 from experiments import laws_lm as ll
 from experiments import laws_lm_area as area
-from experiments import laws_lm_data as lld
 from experiments import laws_lm_long as long
 from experiments import laws_lm_replicate as rep
 from experiments import sweep_common as sc
@@ -88,17 +87,7 @@ PHASES = ("fit", "held-out", "all", "replicate")
 
 def runs(labels=long.LABELS, seeds=SEEDS) -> list[sc.Run]:
   """The schedule set at PEAK_LR with ``labels`` at ``seeds``, parents before branches."""
-  unknown = sorted(set(labels) - set(long.LABELS))
-  if unknown:
-    raise ValueError(f"labels {unknown} are not in the schedule set: allowed {long.LABELS}.")
-  out = []
-  for seed in seeds:
-    sched = ll._schedule_runs(
-      seed, dense=True, width=long.WIDTH, peak_lr=PEAK_LR, horizon=long.HORIZON, every=long.EVERY
-    )
-    wanted = {long.name(lb, seed) for lb in labels}
-    out += lld.prefixed([r for r in sched if r.name in wanted], f"{PREFIX}_")
-  return out
+  return long.peak_runs(PEAK_LR, PREFIX, labels, seeds)
 
 
 def fit_runs() -> list[sc.Run]:
@@ -231,13 +220,7 @@ def dev_rows(root: str) -> list[dict]:
   """On laws_lm_area's six schedule sets (the dev sets): each law on the fit pair, on constant +
   long cosine, and on every run (in sample), with each run's final error."""
   rows = []
-  for setting in area.SETTINGS:
-    key, horizon = setting[0], setting[4]
-    per_seed = area.seed_curves(root, setting)
-    if per_seed is None:
-      print(f"{key}: not every run under {root}; skipped")
-      continue
-    min_step = long.MIN_STEPS[0] if horizon == long.HORIZON else 100
+  for key, horizon, per_seed, min_step in area.complete_sets(root):
     cut = {k: ll._cut(c, min_step) for k, c in area.seed_mean(per_seed).items()}
     cosine = f"cosine_h{horizon:g}"
     pairs = {
@@ -268,26 +251,9 @@ def dev_rows(root: str) -> list[dict]:
 
 def plot(root: str, out: str) -> None:
   curves = mean_curves(root, long.LABELS)
+  title = f"reducible-gain multi-power law fitted on {' + '.join(FIT_SET)} at peak {PEAK_LR:g}"
   fitted = fit(curves, "reducible", FIT_SET)
-  plt = ll._pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-  for (label, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
-    style = ":" if label in FIT_SET else "--"
-    for ax, keep in zip(axes, (c.steps > 0, c.steps >= 0.75 * c.steps[-1]), strict=True):
-      ax.plot(c.steps[keep], c.loss[keep], color=color, lw=2, alpha=0.45, label=label)
-      ax.plot(c.steps[keep], fitted.predict(c)[keep], color=color, lw=1, ls=style)
-  axes[0].set_xscale("log")
-  axes[0].set(xlabel="step", ylabel="validation loss, seed mean")
-  axes[1].set(xlabel="step (last quarter of each run)")
-  fig.suptitle(
-    f"reducible-gain multi-power law fitted on {' + '.join(FIT_SET)} at peak {PEAK_LR:g} "
-    "(thick: data, dotted: fit, dashed: forecast)",
-    fontsize=9,
-  )
-  axes[1].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(out, FIGURE), dpi=110)
-  plt.close(fig)
+  long._plot_forecast(curves, fitted, os.path.join(out, FIGURE), FIT_SET, title, legend_ax=1)
 
 
 def main(argv=None) -> int:

@@ -82,6 +82,22 @@ def runs(labels=LABELS, seeds=SEEDS, data: str = "") -> list[sc.Run]:
   return lld.retarget(out, data) if data else out
 
 
+def peak_runs(peak_lr: float, prefix: str, labels=LABELS, seeds=SEEDS) -> list[sc.Run]:
+  """The schedule set at ``peak_lr`` with ``labels`` at ``seeds``, parents before branches,
+  named ``<prefix>_<name>`` (laws_lm_clock, laws_lm_gain)."""
+  unknown = sorted(set(labels) - set(LABELS))
+  if unknown:
+    raise ValueError(f"labels {unknown} are not in the schedule set: allowed {LABELS}.")
+  out = []
+  for seed in seeds:
+    sched = ll._schedule_runs(
+      seed, dense=True, width=WIDTH, peak_lr=peak_lr, horizon=HORIZON, every=EVERY
+    )
+    wanted = {name(lb, seed) for lb in labels}
+    out += lld.prefixed([r for r in sched if r.name in wanted], f"{prefix}_")
+  return out
+
+
 def finished(root: str, rs: list[sc.Run]) -> bool:
   return all(ll.final_loss(root, r) is not None for r in rs)
 
@@ -201,23 +217,22 @@ def refit(root: str, out: str, data: str = "", figure: str = "long_forecast.png"
   return rows
 
 
-def _plot_forecast(curves, fitted, path) -> None:
+def _plot_forecast(curves, fitted, path, fit_set=FIT_SET, title=None, legend_ax=0) -> None:
+  """Data, fit and forecast of every curve, whole runs and their last quarters; ``title``
+  defaults to the law's label and the fit set."""
   plt = ll._pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
   for (label, c), color in zip(curves.items(), plt.cm.tab10.colors, strict=False):
-    style = ":" if label in FIT_SET else "--"
+    style = ":" if label in fit_set else "--"
     for ax, keep in zip(axes, (c.steps > 0, c.steps >= 0.75 * c.steps[-1]), strict=True):
       ax.plot(c.steps[keep], c.loss[keep], color=color, lw=2, alpha=0.45, label=label)
       ax.plot(c.steps[keep], fitted.predict(c)[keep], color=color, lw=1, ls=style)
   axes[0].set_xscale("log")
   axes[0].set(xlabel="step", ylabel="validation loss, seed mean")
   axes[1].set(xlabel="step (last quarter of each run)")
-  fig.suptitle(
-    f"{fitted.law.label} fitted on {' + '.join(FIT_SET)} (thick: data, dotted: fit, "
-    "dashed: forecast)",
-    fontsize=9,
-  )
-  axes[0].legend(fontsize=7)
+  title = title or f"{fitted.law.label} fitted on {' + '.join(fit_set)}"
+  fig.suptitle(f"{title} (thick: data, dotted: fit, dashed: forecast)", fontsize=9)
+  axes[legend_ax].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
