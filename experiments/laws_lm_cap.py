@@ -143,17 +143,19 @@ def mean_curves(root: str, sset: ScheduleSet, labels) -> dict | None:
           for lb in labels}  # fmt: skip
 
 
+def fit(curves: dict, fit_set, gain_kind: str, gamma_max: float):
+  return MultiPowerLaw(gain=gain_kind, gamma_max=gamma_max).fit([curves[k] for k in fit_set])
+
+
 def forecast(root: str, sset: ScheduleSet) -> list[dict]:
   """Each forecast's fit on the fit pair and its forecast of each held-out final."""
   curves = mean_curves(root, sset, sset.fit_set)
   if curves is None:
     raise ValueError(f"set {sset.key}: the fit runs {sset.fit_set} are unfinished in {root}.")
-  finals = {lb: r for lb, r in _by_label(sset, runs(sset, seeds=(0,)), 0).items()}
+  finals = _by_label(sset, runs(sset, seeds=(0,)), 0)
   rows = []
   for key, gain_kind, gamma_max in FORECASTS:
-    fitted = MultiPowerLaw(gain=gain_kind, gamma_max=gamma_max).fit(
-      [curves[k] for k in sset.fit_set]
-    )
+    fitted = fit(curves, sset.fit_set, gain_kind, gamma_max)
     rel = np.concatenate([fitted.predict(curves[k]) / curves[k].loss - 1 for k in sset.fit_set])
     params = " ".join(f"{k}={v:.4g}" for k, v in fitted.params.items())
     for label in sset.held_out:
@@ -240,7 +242,8 @@ def files(sset: ScheduleSet) -> dict[str, str]:
 def plot(root: str, sset: ScheduleSet, out: str) -> None:
   labels = ("constant", *sset.fit_set, *sset.held_out)
   curves = mean_curves(root, sset, labels)
-  fitted = MultiPowerLaw(gain="reducible", gamma_max=1.5).fit([curves[k] for k in sset.fit_set])
+  _, gain_kind, gamma_max = FORECASTS[0]
+  fitted = fit(curves, sset.fit_set, gain_kind, gamma_max)
   title = (
     f"reducible gain, gamma <= 1.5, fitted on {' + '.join(sset.fit_set)} at peak "
     f"{sset.peak_lr:g} ({sset.key}, {len(sset.seeds)} seeds)"

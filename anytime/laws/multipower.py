@@ -40,7 +40,7 @@ Bounding gamma (``gamma_max``, default 2): on the LM runs of docs/laws.md the re
 law fitted on a cosine and one WSD cooldown ends at gamma's bound in most sets. At gamma = 2
 a decrease to a low LR realises its gain almost at once. The law then prices a cooldown
 mostly by the LR area it gives up, and it ranks the 20% cooldowns at or behind the 10% ones,
-against the measurement. Its fit RMSE is within 1% of the fit at gamma <= 1.5. On the seven
+against the measurement. Capped at 1.5, its fit RMSE rises by at most 1.4%. On the seven
 schedule sets seen so far, ``gamma_max=1.5`` ordered every cooldown pair that the seeds
 resolve (section 14).
 
