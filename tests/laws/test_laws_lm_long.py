@@ -39,14 +39,15 @@ def test_grid_is_the_schedule_set_at_32_units():
     laws_lm_long.runs(("cosine_h8",))
 
 
-def _write_logs(root, runs, law=None, lr_ref=1e-2, params=TRUTH):
-  """Train and eval logs of ``runs`` whose eval loss follows ``params`` under ``law`` (default
-  the paper's multi-power law, LRs in units of ``lr_ref``) plus the seed offset."""
+def _write_logs(root, runs, law=None, lr_ref=1e-2, params=TRUTH, every=96):
+  """Train and eval logs of ``runs``, evaluated each ``every`` steps, whose eval loss follows
+  ``params`` under ``law`` (default the paper's multi-power law, LRs in units of ``lr_ref``)
+  plus the seed offset."""
   for run in runs:
     cfg = sc.lm_config(run.lm_arg, run.overrides)
     lrs = np.asarray(optim.make_schedule(cfg.opt, run.total_steps)(np.arange(run.total_steps)))
     first = run.start_step + 1
-    steps = np.array([k for k in range(96, run.total_steps + 1, 96) if k >= first])
+    steps = np.array([k for k in range(every, run.total_steps + 1, every) if k >= first])
     c = LossCurve(run.name, lrs, steps, np.ones(steps.size), warmup_steps=laws_lm.WARMUP)
     law = law or MultiPowerLaw(max_bins=None)
     loss = law.predict_from(params, law.features(c, lr_ref)) + (run.seed - 1) * SEED_OFFSET

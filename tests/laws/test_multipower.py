@@ -135,3 +135,41 @@ def test_reducible_gain_favours_an_early_anneal():
 def test_gain_rejects_bad_values(bad):
   with pytest.raises(ValueError, match="gain"):
     MultiPowerLaw(gain=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, 10.5, float("nan"), True, "1.5", None])
+def test_gamma_max_rejects_bad_values(bad):
+  with pytest.raises(ValueError, match="gamma_max"):
+    MultiPowerLaw(gamma_max=bad)
+
+
+def _reducible_curves(params, t=1200, warmup=20):
+  """A cosine and a WSD 10% cooldown whose losses follow the reducible-gain law exactly."""
+  law = MultiPowerLaw(gain="reducible", max_bins=None)
+  steps = np.unique(np.round(np.geomspace(100, t, 30)).astype(int))
+  scheds = {
+    "cosine": anytime.cosine(1.0, t, final_value=0.0, warmup_steps=warmup),
+    "wsd": anytime.wsd(
+      1.0, t, decay_steps=t // 10, shape="sqrt", final_value=0.0, warmup_steps=warmup
+    ),
+  }
+  out = []
+  for name, s in scheds.items():
+    c = from_schedule(name, s, t, steps, np.ones(steps.size), warmup_steps=warmup)
+    loss = law.predict_from(params, law.features(c, 1.0))
+    out.append(from_schedule(name, s, t, steps, loss, warmup_steps=warmup))
+  return out
+
+
+def test_gamma_max_bounds_the_fit_and_lets_it_reach_past_the_default():
+  truth = np.array([2.0, 1.5, 0.4, 1.0, 2.0, 0.5, 2.6])  # gamma 2.6: above the default bound 2
+  curves = _reducible_curves(truth)
+  free = MultiPowerLaw(gain="reducible", gamma_max=4.0).fit(curves, n_restarts=3)
+  default = MultiPowerLaw(gain="reducible").fit(curves, n_restarts=3)
+  capped = MultiPowerLaw(gain="reducible", gamma_max=1.0).fit(curves, n_restarts=3)
+  assert free.params["gamma"] == pytest.approx(2.6, rel=0.05)
+  assert free.result.rmse < 1e-5
+  # below the truth each bound binds, and the fit it forces is worse the tighter it is
+  assert default.params["gamma"] == pytest.approx(2.0, abs=1e-6)
+  assert capped.params["gamma"] == pytest.approx(1.0, abs=1e-6)
+  assert free.result.rmse < default.result.rmse < capped.result.rmse
