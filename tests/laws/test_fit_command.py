@@ -123,3 +123,37 @@ def test_bad_gain_fails_before_any_write(tmp_path):
   with pytest.raises(SystemExit):  # argparse: --gain belongs to the multi-power law
     laws_fit.main(["--demo", "--law", "annealing", "--gain", "reducible", "--out", str(out)])
   assert not out.exists()
+
+
+def test_gamma_max_bounds_the_command_fit(tmp_path, capsys):
+  from anytime.laws import MultiPowerLaw, read_runs
+  from experiments import laws_fit
+
+  runs = str(tmp_path / "runs.jsonl")
+  laws_fit.demo_runs(runs)
+  out = str(tmp_path / "out")
+  # fitted on a cosine and a 1-sqrt cooldown, gamma is about 1 uncapped: a cap at 0.3 binds
+  args = ["--runs", runs, "--fit", "cosine,wsd10_1-sqrt", "--gamma_max", "0.3", "--out", out]
+  laws_fit.main(args)
+  printed = capsys.readouterr().out
+  assert "gamma_max=0.3" in printed
+  gamma = float(next(ln for ln in printed.splitlines() if ln.split()[:1] == ["gamma"]).split()[2])
+  assert gamma == pytest.approx(0.3, abs=1e-4)
+  with open(os.path.join(out, "fit_multipower.csv")) as f:
+    rows = {r["run"]: r for r in csv.DictReader(f)}
+  curves = read_runs(runs)  # the command's fit is the library's with the same bound
+  fitted = MultiPowerLaw(gamma_max=0.3).fit([curves["cosine"], curves["wsd10_1-sqrt"]])
+  assert MultiPowerLaw().fit([curves["cosine"], curves["wsd10_1-sqrt"]]).params["gamma"] > 0.6
+  want = float(fitted.predict(curves["wsd10_linear"])[-1])
+  assert float(rows["wsd10_linear"]["final_pred"]) == pytest.approx(want, rel=1e-5)
+
+
+def test_bad_gamma_max_fails_before_any_write(tmp_path):
+  from experiments import laws_fit
+
+  out = tmp_path / "out"
+  with pytest.raises(ValueError, match=r"gamma_max=0\.0 must be in \(0, 10\]"):
+    laws_fit.main(["--demo", "--gamma_max", "0", "--out", str(out)])
+  with pytest.raises(SystemExit):  # argparse: --gamma_max belongs to the multi-power law
+    laws_fit.main(["--demo", "--law", "annealing", "--gamma_max", "1.5", "--out", str(out)])
+  assert not out.exists()
