@@ -84,14 +84,22 @@ def test_lr_power_fits_the_clock_it_is_given(tmp_path, capsys):
   assert preds[0.35]["wsd20_linear"] == pytest.approx(want, rel=1e-5)
 
 
-def test_bad_lr_power_fails_before_any_write(tmp_path):
+@pytest.mark.parametrize(
+  ("flag", "bad", "message", "valid"),
+  [
+    ("--lr_power", "0", r"lr_power=0\.0 must be in \(0, 4\]", "0.5"),
+    ("--gain", "paper", "gain='paper' must be one of", "reducible"),
+    ("--gamma_max", "0", r"gamma_max=0\.0 must be in \(0, 10\]", "1.5"),
+  ],
+)
+def test_bad_multipower_option_fails_before_any_write(tmp_path, flag, bad, message, valid):
   from experiments import laws_fit
 
   out = tmp_path / "out"
-  with pytest.raises(ValueError, match=r"lr_power=0\.0 must be in \(0, 4\]"):
-    laws_fit.main(["--demo", "--lr_power", "0", "--out", str(out)])
-  with pytest.raises(SystemExit):  # argparse: --lr_power belongs to the multi-power law
-    laws_fit.main(["--demo", "--law", "annealing", "--lr_power", "0.5", "--out", str(out)])
+  with pytest.raises(ValueError, match=message):
+    laws_fit.main(["--demo", flag, bad, "--out", str(out)])
+  with pytest.raises(SystemExit):  # argparse: the option belongs to the multi-power law
+    laws_fit.main(["--demo", "--law", "annealing", flag, valid, "--out", str(out)])
   assert not out.exists()
 
 
@@ -112,17 +120,6 @@ def test_reducible_gain_fits_a_cosine_and_a_cooldown(tmp_path, capsys):
   fitted = MultiPowerLaw(gain="reducible").fit([curves["cosine"], curves["wsd20_linear"]])
   want = float(fitted.predict(curves["constant"])[-1])
   assert float(rows["constant"]["final_pred"]) == pytest.approx(want, rel=1e-5)
-
-
-def test_bad_gain_fails_before_any_write(tmp_path):
-  from experiments import laws_fit
-
-  out = tmp_path / "out"
-  with pytest.raises(ValueError, match="gain='paper' must be one of"):
-    laws_fit.main(["--demo", "--gain", "paper", "--out", str(out)])
-  with pytest.raises(SystemExit):  # argparse: --gain belongs to the multi-power law
-    laws_fit.main(["--demo", "--law", "annealing", "--gain", "reducible", "--out", str(out)])
-  assert not out.exists()
 
 
 def test_gamma_max_bounds_the_command_fit(tmp_path, capsys):
@@ -146,14 +143,3 @@ def test_gamma_max_bounds_the_command_fit(tmp_path, capsys):
   assert MultiPowerLaw().fit([curves["cosine"], curves["wsd10_1-sqrt"]]).params["gamma"] > 0.6
   want = float(fitted.predict(curves["wsd10_linear"])[-1])
   assert float(rows["wsd10_linear"]["final_pred"]) == pytest.approx(want, rel=1e-5)
-
-
-def test_bad_gamma_max_fails_before_any_write(tmp_path):
-  from experiments import laws_fit
-
-  out = tmp_path / "out"
-  with pytest.raises(ValueError, match=r"gamma_max=0\.0 must be in \(0, 10\]"):
-    laws_fit.main(["--demo", "--gamma_max", "0", "--out", str(out)])
-  with pytest.raises(SystemExit):  # argparse: --gamma_max belongs to the multi-power law
-    laws_fit.main(["--demo", "--law", "annealing", "--gamma_max", "1.5", "--out", str(out)])
-  assert not out.exists()
