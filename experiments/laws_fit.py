@@ -124,12 +124,10 @@ def main(argv=None) -> None:
   ap.add_argument("--out", default=os.path.join("results", "laws"))
   ap.add_argument("--demo", action="store_true")
   args = ap.parse_args(argv)
-  if args.lr_power != 1.0 and args.law != "multipower":
-    ap.error(f"--lr_power={args.lr_power} applies to --law multipower only, not {args.law!r}.")
-  if args.gain != "constant" and args.law != "multipower":
-    ap.error(f"--gain={args.gain!r} applies to --law multipower only, not {args.law!r}.")
-  if args.gamma_max != 2.0 and args.law != "multipower":
-    ap.error(f"--gamma_max={args.gamma_max} applies to --law multipower only, not {args.law!r}.")
+  for flag in ("lr_power", "gain", "gamma_max"):  # the multi-power law's own options
+    value = getattr(args, flag)
+    if value != ap.get_default(flag) and args.law != "multipower":
+      ap.error(f"--{flag}={value!r} applies to --law multipower only, not {args.law!r}.")
   # built before any log is read, so a bad --lr_power, --gain or --gamma_max fails first
   if args.law == "multipower":
     law = MultiPowerLaw(lr_power=args.lr_power, gain=args.gain, gamma_max=args.gamma_max)

@@ -245,7 +245,7 @@ def plot(root: str, sset: ScheduleSet, out: str) -> None:
   _, gain_kind, gamma_max = FORECASTS[0]
   fitted = fit(curves, sset.fit_set, gain_kind, gamma_max)
   title = (
-    f"reducible gain, gamma <= 1.5, fitted on {' + '.join(sset.fit_set)} at peak "
+    f"{gain_kind} gain, gamma <= {gamma_max:g}, fitted on {' + '.join(sset.fit_set)} at peak "
     f"{sset.peak_lr:g} ({sset.key}, {len(sset.seeds)} seeds)"
   )
   path = os.path.join(out, f"cap_{sset.key}_forecast.png")
