@@ -34,13 +34,13 @@ format: $(STAMP)
 # The performance suite (docs/performance.md). The PyTorch rows of bench_trainer need the
 # optional extra: .venv/bin/pip install -e '.[bench]' (skipped with a note otherwise).
 bench: $(STAMP)
-	$(PY) -m experiments.bench_trainer
-	$(PY) -m experiments.bench_diagnose
-	$(PY) -m experiments.bench_averaging
-	$(PY) -m experiments.bench_data
-	$(PY) -m experiments.bench_accelerator
-	$(PY) -m experiments.theory_bench --settings 0 --bench_dir /tmp/anytime_theory_bench
-	$(PY) -m experiments.theory_fig3 --out /tmp/anytime_fig3
+	$(PY) -m experiments.bench trainer
+	$(PY) -m experiments.bench diagnose
+	$(PY) -m experiments.bench averaging
+	$(PY) -m experiments.bench data
+	$(PY) -m experiments.bench accelerator
+	$(PY) -m experiments.bench recursion --settings 0 --bench_dir /tmp/anytime_theory_bench
+	$(PY) -m experiments.linreg fig3 --out /tmp/anytime_fig3
 
 lock: $(STAMP)
 	{ echo "# Exact versions CI and 'make' install (pip -c). Regenerate with: make lock"; \

@@ -221,7 +221,7 @@ def with_averaging(
 
   all rules in one ``tree_map`` over the parameters (XLA:CPU still fuses each
   rule separately: 1.5 read-modify-write passes of memory traffic per rule,
-  measured by ``experiments/bench_averaging.py``). Updates pass through unchanged,
+  measured by ``experiments/bench/averaging.py``). Updates pass through unchanged,
   so the training trajectory is that of ``inner``. The averages are stored in
   ``dtype`` (float32 by default, also for bfloat16 parameters) and, being
   elementwise functions of the parameters, get their sharding under ``jit``.

@@ -9,13 +9,13 @@
    told the horizon in advance.
 3. The same question answered exactly by :mod:`theory` (expected risk of SGD
    on infinite-dimensional linear regression, no sampling noise), with a
-   Monte-Carlo cross-check (``experiments/theory_demo.py``).
+   Monte-Carlo cross-check (``experiments/linreg/demo.py``).
 4. The paper's comparison in small, on a language model: the ``demo`` sweep of
-   ``configs/sweeps.py`` (a 25k-parameter Transformer on the embedded Python
+   ``anytime/configs/sweeps.py`` (a 25k-parameter Transformer on the embedded Python
    standard library, horizons 1, 2, 4x Chinchilla, fixed peak LRs): a cosine run
    per horizon against ONE constant run with EMA averages and its WSD branches,
-   through the real launcher (``experiments/sweep.py``) and report
-   (``experiments/report.py``). The full, tuned version is ``--sweep=mini``.
+   through the real launcher (``anytime/sweeps/launch.py``) and report
+   (``anytime/sweeps/report.py``). The full, tuned version is ``--sweep=mini``.
 
 Everything is written to ``--out`` (default ``out/demo``): PNG figures and
 Markdown tables. ``--skip_lm`` leaves out part 4 (a few minutes).
@@ -37,9 +37,10 @@ import numpy as np
 import optax
 
 import anytime
-from experiments import report as sweep_report
-from experiments import sweep as sweep_launcher
-from experiments import sweep_common, theory_demo
+from anytime.sweeps import common as sweep_common
+from anytime.sweeps import launch as sweep_launcher
+from anytime.sweeps import report as sweep_report
+from experiments.linreg import demo as theory_demo
 
 DIM = 256
 CAPACITY = 1.5  # eigenvalues lambda_i = i**-capacity

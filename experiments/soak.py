@@ -82,9 +82,9 @@ def _truncate_log(log: str, step: int) -> None:
 def _final(workdir: str, steps: int):
   import jax
 
+  from anytime.configs import lm as lm_config
   from anytime.lm import checkpoint as checkpoint_lib
   from anytime.lm import train
-  from configs import lm as lm_config
 
   cfg = lm_config.get_config(f"model=tiny,data=synthetic,unit=steps,horizon={steps}")
   cfg.opt.warmup_steps = 3

@@ -27,7 +27,7 @@ the analytic remainder ``[tail_end, inf)`` (the same moment matching with
 ``zeta(s, tail_end)``); its coordinates are essentially unlearned for any
 feasible number of steps.
 
-The error against the full recursion is measured by ``experiments/theory_bench.py``
+The error against the full recursion is measured by ``experiments/bench/recursion.py``
 (paper's d = 500k settings) and bounded in ``tests/theory/test_compressed.py``.
 """
 

@@ -6,7 +6,7 @@ eta_0 t**-gamma`` with ``0 <= gamma < 1`` and ``eta_0`` a stable constant; rates
 are exponents ``alpha`` of ``R_t ~ t**-alpha`` (constants and logs dropped).
 
 Heuristic derivation (checked against the exact recursion in
-``tests/theory/test_rates.py`` and ``experiments/theory_slopes.py``). The
+``tests/theory/test_rates.py`` and ``experiments/linreg/slopes.py``). The
 effective time is ``T_t = sum_{s<=t} eta_s ~ t**(1 - gamma)``; direction ``i`` is
 *learned* once ``lam_i T_t > 1``, i.e. for ``i < N_t = t**((1 - gamma) / a)``.
 

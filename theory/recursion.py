@@ -139,7 +139,7 @@ def spectrum_for(problem: Problem, mode: str = "auto", **compress_kw) -> compres
 
   "auto" is full for ``dim <= AUTO_FULL_MAX_DIM`` and compressed otherwise
   (always for ``dim = inf``); the compressed error is measured in
-  ``experiments/theory_bench.py`` (<= 1% on the paper's settings).
+  ``experiments/bench/recursion.py`` (<= 1% on the paper's settings).
   """
   if mode not in ("auto", "full", "compressed"):
     raise ValueError(f"mode={mode!r} must be one of 'auto', 'full', 'compressed'.")

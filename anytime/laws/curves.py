@@ -24,7 +24,7 @@ steps logged every 10 biases S1 at step 50 by ~3% and the fitted parameters by
 about 3 sigma. The LM trainer's
 ``train.jsonl`` (``step``, ``lr``, ``loss``) gives the LR and ``eval.jsonl``
 (``step`` and ``loss/raw`` for the last iterate, ``loss/<average>`` for the
-averaged ones) the loss; ``experiments/laws_fit.py --lm_workdirs`` reads both.
+averaged ones) the loss; ``experiments/laws/fit.py --lm_workdirs`` reads both.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ area a 16-unit cosine gains 1.2x a 32-unit one, late WSD cooldowns 0.6-0.75x), w
 paper's constant B cannot follow. Fitted on every run of a schedule set at once, the paper's
 form misses some final by more than 0.5% in 6 of 6 sets, this one in 2 of 6; fitted on a
 cosine and one cooldown it forecast the other schedules within 0.45% in a pre-registered test
-(section 13, ``experiments/laws_lm_gain.py``).
+(section 13, ``experiments/laws_lm/gain.py``).
 
 Bounding gamma (``gamma_max``, default 2): on the LM runs of docs/laws.md the reducible-gain
 law fitted on a cosine and one WSD cooldown ends at gamma's bound in most sets. At gamma = 2

@@ -22,7 +22,7 @@ band from the parameter covariance (and, optionally, the scatter).
 Reference: Zhou et al. 2026, arXiv 2601.05049 (fitting the optimal LR per
 (N, D) and a power law across them). The comparison with muP transfer (muP's
 prediction: the optimum at the base width, unchanged) is run on LM sweeps by
-experiments/laws_lm_w64.py (docs/laws.md).
+experiments/laws_lm/w64.py (docs/laws.md).
 """
 
 from __future__ import annotations

@@ -81,5 +81,19 @@ def main(argv) -> None:
     sys.exit(1)
 
 
+def _resolve_config_argv(argv: list[str]) -> list[str]:
+  """``--config=configs/lm.py:ARGS`` finds the shipped config when no such file is here."""
+  from anytime import configs
+
+  out = list(argv)
+  for i, a in enumerate(out):
+    if a.startswith("--config="):
+      out[i] = "--config=" + configs.resolve(a[len("--config=") :])
+    elif a == "--config" and i + 1 < len(out):
+      out[i + 1] = configs.resolve(out[i + 1])
+  return out
+
+
 if __name__ == "__main__":
+  sys.argv = _resolve_config_argv(sys.argv)
   app.run(main)

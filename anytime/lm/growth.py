@@ -124,7 +124,7 @@ def grow_state(
   (the averages) like the parameters; per-group ``eps`` times s and
   ``weight_decay`` / p; other leaves (counts, learning rates) are copied.
   ``naive=True`` copies moments, eps and weight decay without rescaling (the
-  baseline of experiments/growth_check.py).
+  baseline of experiments/mup/growth.py).
   """
   factor = _check_factor(factor)
   state = jax.device_get(state)

@@ -9,7 +9,7 @@ import pytest
 
 import anytime
 from anytime.laws import AnnealingLaw, from_schedule
-from experiments.laws_fit import load_lm_workdirs
+from experiments.laws.fit import load_lm_workdirs
 
 T, PEAK, WARMUP = 1200, 3e-3, 100
 TRUE = np.array([3.0, 2.0, 0.3, 3e-4])  # L0, A, alpha, C of an annealing law with decay 0.99
@@ -61,7 +61,7 @@ def test_lm_workdirs_are_read_and_fitted(tmp_path):
 
 def test_lr_power_fits_the_clock_it_is_given(tmp_path, capsys):
   from anytime.laws import MultiPowerLaw, read_runs
-  from experiments import laws_fit
+  from experiments.laws import fit as laws_fit
 
   runs = str(tmp_path / "runs.jsonl")
   laws_fit.demo_runs(runs, MultiPowerLaw(lr_power=0.35))  # logs from an eta**0.35 clock
@@ -93,7 +93,7 @@ def test_lr_power_fits_the_clock_it_is_given(tmp_path, capsys):
   ],
 )
 def test_bad_multipower_option_fails_before_any_write(tmp_path, flag, bad, message, valid):
-  from experiments import laws_fit
+  from experiments.laws import fit as laws_fit
 
   out = tmp_path / "out"
   with pytest.raises(ValueError, match=message):
@@ -105,7 +105,7 @@ def test_bad_multipower_option_fails_before_any_write(tmp_path, flag, bad, messa
 
 def test_reducible_gain_fits_a_cosine_and_a_cooldown(tmp_path, capsys):
   from anytime.laws import MultiPowerLaw, read_runs
-  from experiments import laws_fit
+  from experiments.laws import fit as laws_fit
 
   runs = str(tmp_path / "runs.jsonl")
   laws_fit.demo_runs(runs, MultiPowerLaw(gain="reducible"))
@@ -124,7 +124,7 @@ def test_reducible_gain_fits_a_cosine_and_a_cooldown(tmp_path, capsys):
 
 def test_gamma_max_bounds_the_command_fit(tmp_path, capsys):
   from anytime.laws import MultiPowerLaw, read_runs
-  from experiments import laws_fit
+  from experiments.laws import fit as laws_fit
 
   runs = str(tmp_path / "runs.jsonl")
   laws_fit.demo_runs(runs)

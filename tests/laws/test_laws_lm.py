@@ -1,5 +1,5 @@
-"""experiments/laws_lm.py: the grid, and the LR-law / equivalent-compute checks on synthetic logs
-generated from known laws (the real runs' figures are in docs/laws.md)."""
+"""experiments/laws_lm/grid.py: the grid and the LR-law / equivalent-compute checks on synthetic
+logs generated from known laws (the real runs' figures are in docs/laws.md)."""
 
 import json
 import math
@@ -10,8 +10,9 @@ import pytest
 
 import anytime
 from anytime import optim
-from experiments import laws_lm, laws_lm_lr
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import lr as laws_lm_lr
 
 # Truth: ln LR* = ln C0 + ALPHA ln N + BETA ln D; tuned loss L(C) = E + A (C / 1e11)^-a.
 LOG_C0, ALPHA, BETA = math.log(1.1), -0.35, -0.12  # LR* in 4e-3 ... 7e-3

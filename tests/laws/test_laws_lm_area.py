@@ -1,4 +1,4 @@
-"""experiments/laws_lm_area.py: the equal-area gain on curves with a known annealing term, the
+"""experiments/laws_lm/area.py: the equal-area gain on curves with a known annealing term, the
 annealing terms against the laws' formulas evaluated by direct loops, and the bound LD(short
 cosine) <= LD(long cosine) the module reports (the real runs' figures are in docs/laws.md)."""
 
@@ -7,7 +7,7 @@ import pytest
 
 import anytime
 from anytime.laws.curves import LossCurve
-from experiments import laws_lm_area as la
+from experiments.laws_lm import area as la
 
 PEAK, WARMUP, T = 1e-2, 50, 1920
 
@@ -107,7 +107,8 @@ def test_a_faster_anneal_never_earns_more(law):
 
 def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
   # the 32-unit schedule set's logs from a known multi-power law (p = 1, seeds offset around it)
-  from experiments import laws_lm, laws_lm_long
+  from experiments.laws_lm import grid as laws_lm
+  from experiments.laws_lm import long as laws_lm_long
   from tests.laws.test_laws_lm_long import _write_logs
 
   monkeypatch.setattr(la, "POWERS", (1.0, 0.5))

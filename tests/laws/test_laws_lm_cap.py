@@ -1,4 +1,4 @@
-"""experiments/laws_lm_cap.py: the two new schedule sets, and the pre-registered protocol end to
+"""experiments/laws_lm/cap.py: the two new schedule sets, and the pre-registered protocol end to
 end on logs from a known reducible-gain multi-power law (the real runs' figures are in
 docs/laws.md)."""
 
@@ -7,9 +7,10 @@ import os
 import pytest
 
 from anytime.laws import MultiPowerLaw
-from experiments import laws_lm, laws_lm_long
-from experiments import laws_lm_cap as cap
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from experiments.laws_lm import cap
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
 from tests.laws.test_laws_lm_gain import TRUTH
 from tests.laws.test_laws_lm_long import SEED_OFFSET, _write_logs
 

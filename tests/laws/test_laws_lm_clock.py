@@ -1,4 +1,4 @@
-"""experiments/laws_lm_clock.py: the runs at peak 2e-2, and the pre-registered protocol end to end
+"""experiments/laws_lm/clock.py: the runs at peak 2e-2, and the pre-registered protocol end to end
 on logs from a known multi-power law at clock exponent 0.35 (the real runs' figures are in
 docs/laws.md)."""
 
@@ -7,9 +7,10 @@ import os
 import pytest
 
 from anytime.laws import MultiPowerLaw
-from experiments import laws_lm, laws_lm_long
-from experiments import laws_lm_clock as lc
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from experiments.laws_lm import clock as lc
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
 from tests.laws.test_laws_lm_long import TRUTH, _write_logs
 
 
@@ -114,7 +115,7 @@ def test_verdict_reads_each_criterion():
 
 
 def test_area_diagnosis_reads_these_runs():
-  from experiments import laws_lm_area as la
+  from experiments.laws_lm import area as la
 
   setting = next(s for s in la.SETTINGS if s[0] == "lr0.02_w32_32u")
   assert setting[2] == lc.PEAK_LR and setting[-1] == lc.PREFIX + "_"

@@ -1,4 +1,4 @@
-"""experiments/laws_lm_data.py: the other train splits keep the stdlib corpus's validation split
+"""experiments/laws_lm/data.py: the other train splits keep the stdlib corpus's validation split
 and tokenizer byte for byte and change only the train tokens (a prefix cut after an EOS, or the
 same tokens followed by the extra files' encodings); run names and parents are retargeted."""
 
@@ -10,8 +10,8 @@ import pytest
 
 from anytime.lm import prepare
 from anytime.lm import tokenizer as tokenizer_lib
-from experiments import laws_lm_data as lld
-from experiments import laws_lm_long
+from experiments.laws_lm import data as lld
+from experiments.laws_lm import long as laws_lm_long
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz_"))
 

@@ -1,4 +1,4 @@
-"""experiments/laws_lm_gain.py: the runs at peak 5e-3, and the pre-registered protocol end to end
+"""experiments/laws_lm/gain.py: the runs at peak 5e-3, and the pre-registered protocol end to end
 on logs from a known reducible-gain multi-power law (the real runs' figures are in docs/laws.md)."""
 
 import os
@@ -6,9 +6,10 @@ import os
 import pytest
 
 from anytime.laws import MultiPowerLaw
-from experiments import laws_lm, laws_lm_long
-from experiments import laws_lm_gain as lg
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from experiments.laws_lm import gain as lg
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
 from tests.laws.test_laws_lm_long import SEED_OFFSET, _write_logs
 from tests.laws.test_laws_lm_long import TRUTH as PAPER_TRUTH
 

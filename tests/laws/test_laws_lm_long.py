@@ -1,4 +1,4 @@
-"""experiments/laws_lm_long.py: the 32-unit schedule set, and its forecast-then-check protocol end
+"""experiments/laws_lm/long.py: the 32-unit schedule set, and its forecast-then-check protocol end
 to end on logs from a known multi-power law (the real runs' figures are in docs/laws.md)."""
 
 import json
@@ -10,8 +10,9 @@ import pytest
 from anytime import optim
 from anytime.laws import MultiPowerLaw
 from anytime.laws.curves import LossCurve
-from experiments import laws_lm, laws_lm_long
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
 from tests.laws.test_laws_lm import _log_train
 
 # L0, A, alpha, B, C, beta, gamma, LRs in units of the 1e-2 peak

@@ -1,4 +1,4 @@
-"""experiments/laws_lm_repeat.py: the runs of both tests, and the pre-registered protocol end to
+"""experiments/laws_lm/repeat.py: the runs of both tests, and the pre-registered protocol end to
 end on logs from a known multi-power law (the real runs' figures are in docs/laws.md)."""
 
 import os
@@ -6,8 +6,9 @@ import os
 import pytest
 
 from anytime.laws import MultiPowerLaw
-from experiments import laws_lm, laws_lm_long
-from experiments import laws_lm_repeat as lr
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
+from experiments.laws_lm import repeat as lr
 from tests.laws.test_laws_lm_long import _write_logs
 
 

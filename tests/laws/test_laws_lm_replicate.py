@@ -1,4 +1,4 @@
-"""experiments/laws_lm_replicate.py: the paired test against scipy's, and the check end to end on
+"""experiments/laws_lm/replicate.py: the paired test against scipy's, and the check end to end on
 logs from a known multi-power law (the real runs' figures are in docs/laws.md)."""
 
 import json
@@ -9,7 +9,9 @@ import pytest
 from scipy import stats
 
 from anytime.laws import MultiPowerLaw
-from experiments import laws_lm, laws_lm_long, laws_lm_replicate
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import long as laws_lm_long
+from experiments.laws_lm import replicate as laws_lm_replicate
 from tests.laws.test_laws_lm_long import SEED_OFFSET, TRUTH, _write_logs
 
 

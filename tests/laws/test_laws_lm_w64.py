@@ -1,4 +1,4 @@
-"""experiments/laws_lm_w64.py: the width-64 runs, and the pre-registered LR predictions checked
+"""experiments/laws_lm/w64.py: the width-64 runs, and the pre-registered LR predictions checked
 end to end on synthetic logs from a known LR law (the real runs' figures are in docs/laws.md)."""
 
 import json
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments import laws_lm, laws_lm_w64
+from experiments.laws_lm import grid as laws_lm
+from experiments.laws_lm import w64 as laws_lm_w64
 from tests.laws.test_laws_lm import ALPHA, BETA, CURVATURE, LOG_C0, _loss, _write
 
 
@@ -88,7 +89,7 @@ def test_size_check_recovers_a_known_forward_momentum_law(tmp_path):
   predicts width 64's held-out finals exactly (checks sizes, LRs and branch histories)."""
   from anytime import optim
   from anytime.laws.forward_momentum import annealing_momentum
-  from experiments import sweep_common as sc
+  from anytime.sweeps import common as sc
   from tests.laws.test_laws_lm import _log_train
 
   laws_root, root = str(tmp_path / "laws"), str(tmp_path / "w64")

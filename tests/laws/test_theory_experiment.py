@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import laws_theory
+from experiments.laws import theory as laws_theory
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 Population loss (excess risk + sigma**2/2) of theory.Problem(capacity 1.5, source
 1.5, dim 2000, noise 0.01), 2000 steps, peak 0.5 / tr(H), measured from step 100.
-Thresholds from the measurement (experiments/laws_theory.py gives the full
+Thresholds from the measurement (experiments/laws/theory.py gives the full
 table at 4000 steps): fitted curves within 1.5% on average; the held-out WSD
 curves within 1.1% on average (bound 2%) but their *final* value 10-11% too low
 (bound 15%): these laws, made for LMs, over-credit a short cooldown in linear

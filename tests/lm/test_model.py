@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from anytime.configs import lm as lm_config
 from anytime.lm import model as model_lib
-from configs import lm as lm_config
 
 
 def _preset(name, **kw):

@@ -9,7 +9,8 @@ from flax import nnx
 
 from anytime import optim
 from anytime.lm import model as model_lib
-from experiments import coord_check, mup_common
+from experiments.mup import common as mup_common
+from experiments.mup import coord_check
 from tests.lm.util import tiny_config
 
 
@@ -186,7 +187,7 @@ def test_schedule_free_with_groups_is_refused():
 
 
 def test_coordinate_check_tiny():
-  """A small coordinate check (experiments/coord_check.py; the full one is in docs/mup.md).
+  """A small coordinate check (experiments/mup/coord_check.py; the full one is in docs/mup.md).
 
   Standard: std 0.02 at every width, so the hidden outputs grow ~sqrt(width) per matmul at
   init and faster after 4 Adam steps. muP with a zero readout: the block outputs keep their

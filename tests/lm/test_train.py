@@ -161,7 +161,7 @@ def test_eval_every_adds_regular_steps_to_the_log_spaced_ones():
 
 
 def test_unknown_preset_names_the_allowed_ones():
-  from configs import lm as lm_config
+  from anytime.configs import lm as lm_config
 
   with pytest.raises(ValueError, match=r"model='2b'.*allowed"):
     lm_config.get_config("model=2b")
@@ -192,7 +192,7 @@ def test_dry_run_reports_and_writes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_150m_without_data_or_allocation(tmp_path):
-  from configs import lm as lm_config
+  from anytime.configs import lm as lm_config
 
   lines = []
   cfg = lm_config.get_config("model=150m,horizon=32")

@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 
+from anytime.configs import lm as lm_config
 from anytime.lm import data as data_lib
 from anytime.lm import sharding as sharding_lib
 from anytime.lm import train
-from configs import lm as lm_config
 
 
 def tiny_config(**overrides):

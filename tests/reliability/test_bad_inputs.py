@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import theory
 from anytime import averaging, schedules
+from anytime.configs import lm as lm_config
 from anytime.lm import prepare, train
-from configs import lm as lm_config
 from tests.lm import util
 
 

@@ -1,9 +1,9 @@
-"""experiments/mup_lr_transfer.py --report_only on a directory with no finished point: a clear
+"""experiments/mup/lr_transfer.py --report_only on a directory with no finished point: a clear
 error that names the directory and the seeds, and nothing written."""
 
 import pytest
 
-from experiments import mup_lr_transfer
+from experiments.mup import lr_transfer as mup_lr_transfer
 
 
 def test_report_only_without_points_names_the_directory(tmp_path):

@@ -14,7 +14,7 @@ import math
 from anytime.lm import metrics as metrics_lib
 from anytime.lm import model as model_lib
 from anytime.lm import train
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
 
 
 def make_sweep():

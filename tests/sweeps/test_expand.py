@@ -2,8 +2,8 @@
 
 import pytest
 
-from experiments import sweep
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from anytime.sweeps import launch as sweep
 
 
 @pytest.fixture(scope="module")

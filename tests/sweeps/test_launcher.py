@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from anytime import optim
-from experiments import sweep
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from anytime.sweeps import launch as sweep
 
 FAKE = "tests.sweeps.fake_trainer"
 CONSTANT = "constant_h2_lr0.003_b0.95_s0"
@@ -124,7 +124,7 @@ def test_print_mode_phases_and_skips(runs, tmp_path):
   phase2 = lines.index("# phase 2, after the constant runs have passed their branch steps:")
   assert len(lines) == 1 + 7 + 1 + 2 and phase2 == 8
   argv = shlex.split(lines[-1])
-  assert argv[:3] == ["cd", sc.REPO, "&&"] and argv[3:6] == ["py", "-m", "anytime.lm"]
+  assert argv[:3] == ["py", "-m", "anytime.lm"]  # runs from any directory: no cd
   assert f"--config.init_from={root}/{CONSTANT}" in argv
   assert "--config.opt.averages=('pema6.25', 'pema25')" in argv  # one argument after quoting
   # A finished run is left out.

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from experiments import report
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from anytime.sweeps import report
 from tests.sweeps import synthetic
 
 

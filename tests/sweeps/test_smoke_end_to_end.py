@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from experiments import report, sweep
-from experiments import sweep_common as sc
+from anytime.sweeps import common as sc
+from anytime.sweeps import launch as sweep
+from anytime.sweeps import report
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Compressed spectrum vs the full recursion: error bounded (speed: experiments/theory_bench.py)."""
+"""Compressed spectrum vs the full recursion: error bounded (speed: experiments.bench recursion)."""
 
 import math
 

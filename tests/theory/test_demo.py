@@ -5,7 +5,7 @@ import pytest
 
 @pytest.mark.slow
 def test_theory_demo_writes_table_and_png(tmp_path):
-  from experiments import theory_demo
+  from experiments.linreg import demo as theory_demo
 
   path = theory_demo.main(str(tmp_path))
   with open(path) as f:

@@ -1,0 +1,182 @@
+"""Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"mini"`` or ``"smoke"``.
+
+A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (DESIGN.md
+section 3). ``anytime/sweeps/launch.py`` expands it into runs of configs/lm.py and
+launches them; ``anytime/sweeps/report.py`` turns their eval logs into the
+per-horizon table. Every run is ``python -m anytime.lm
+--config=configs/lm.py:<model, schedule, horizon, lr, b2, seed> --workdir=<root>/<name>``
+plus the ``--config.FIELD=VALUE`` overrides of ``lm_overrides`` and those the
+method needs (the horizons to evaluate, the WSD branch point, ...).
+
+Methods (each section has ``enabled``, the peak LR grid ``lrs`` and the AdamW
+``b2s``):
+
+  cosine         one run per horizon x lr x b2, cosine to 0.1x peak at that horizon
+  constant       one run to the longest horizon per lr x b2, keeping ``averages``
+  inverse_sqrt   one run to the longest horizon per offset x lr x b2, keeping ``averages``
+  wsd            branches of the constant runs at ``branch_fraction`` of each horizon,
+                 linear decay to 0.1x peak at the horizon (trainer's ``init_from``)
+  schedule_free  Schedule-Free AdamW (optax.contrib.schedule_free_adamw), one run to the
+                 longest horizon per lr x b2, evaluated at its eval params
+
+``noise`` repeats a few runs with other seeds so the report can state the
+seed-to-seed spread next to the deltas.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Proportional-EMA averages of the paper (anytime.averaging.proportional_ema(gamma)).
+PAPER_AVERAGES = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
+SWEEPS = ("150m", "300m", "mini", "demo", "smoke")
+
+
+def _method(lrs, b2s, enabled=True) -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.enabled = enabled  # False: the method is left out of the sweep
+  m.lrs = tuple(lrs)  # peak learning rates
+  m.b2s = tuple(b2s)  # AdamW beta2 values
+  return m
+
+
+def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDict:
+  s = ml_collections.ConfigDict()
+  s.name = name  # the sweep's name (its runs live in <root>/<run name>)
+  s.model = model  # configs/lm.py preset of every run
+  s.horizons = tuple(horizons)  # compared horizons, Chinchilla multiples; anytime runs go to max
+  s.seeds = (0,)  # seeds of every run (init and data order)
+  s.lm_overrides = ()  # "FIELD=VALUE" strings given to every run as --config.FIELD=VALUE
+  s.averages = PAPER_AVERAGES  # averages kept by the anytime runs (opt.averages)
+  s.main_average = "pema25"  # the paper's headline average (EMA-25), reported on its own
+
+  s.cosine = _method(lrs, b2s)
+  s.cosine.extra_lrs = ()  # more peak LRs tried only at short horizons
+  s.cosine.extra_lrs_max_horizon = 0.0  # ... at horizons <= this (Chinchilla multiples)
+
+  s.constant = _method(lrs, b2s)
+
+  s.inverse_sqrt = _method(lrs, b2s)
+  s.inverse_sqrt.offsets = (12_800.0, 25_600.0, 51_200.0)  # steps; the paper's best is 51.2k
+
+  s.wsd = _method(lrs, b2s)  # lrs x b2s: which constant runs to branch (subset of constant's)
+  s.wsd.branch_fraction = 0.9  # branch at this fraction of each horizon, decay over the rest
+  s.wsd.shape = "linear"  # decay shape: linear | sqrt | cosine (to 0.1x peak)
+
+  s.schedule_free = _method(lrs, b2s)
+  s.schedule_free.b1 = 0.9  # Schedule-Free interpolation (optax.contrib's b1)
+
+  s.noise = ml_collections.ConfigDict()
+  s.noise.seeds = ()  # extra seeds for the runs below (empty: no seed repeats)
+  s.noise.horizons = ()  # cosine horizons repeated (anytime runs always span every horizon)
+  s.noise.methods = ("cosine", "constant")  # which methods are repeated
+  s.noise.lr = lrs[0]  # the repeated runs' peak LR ...
+  s.noise.b2 = b2s[0]  # ... and beta2 (inverse_sqrt: its largest offset)
+  return s
+
+
+def _paper(model: str) -> ml_collections.ConfigDict:
+  horizons = (1, 2, 4, 8, 16, 32) if model == "150m" else (1, 2, 4, 8, 16)
+  s = _base(model, model, horizons, lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.98, 0.99))
+  s.cosine.extra_lrs = (1e-2,)  # DESIGN.md section 3: +1e-2 for cosine at 1-8x
+  s.cosine.extra_lrs_max_horizon = 8.0
+  # The data: pre-tokenized C4 with the T5 tokenizer (set data.path on the command line).
+  return s
+
+
+def _mini() -> ml_collections.ConfigDict:
+  """The CPU miniature (docs/sweeps.md): about 3 h of this 2-core machine."""
+  # Peak LRs half a decade apart. Session 1 ran {1e-3, 3e-3} and cosine chose its top (1e-2) at
+  # 1-4x, so every method now also gets 1e-2 and cosine 3e-2 at short horizons: optima bracketed.
+  s = _base("mini", "nano", (1, 2, 4, 8, 16), lrs=(1e-3, 3e-3, 1e-2), b2s=(0.95,))
+  s.lm_overrides = (
+    "model.d_model=48",  # d 48, 2 layers, 2 heads, MLP 192: 55.6k non-embedding params
+    "model.num_heads=2",
+    "model.mlp_dim=192",
+    "batch_size=32",  # 32 x 128 = 4,096 tokens per step
+    "steps_per_chinchilla=270",  # 1x = 1.106M tokens = 19.9 tokens per non-embedding param
+    "opt.warmup_steps=60",  # 22% of 1x (the paper: 5000 of 12,500 steps = 40%)
+    "eval_batches=16",  # 16 x 32 x 128 = 65.5k validation tokens per evaluation
+    "checkpoint_every=1000",
+    "data.tokenizer_vocab_size=1024",  # small vocabulary: the unembedding dominates FLOPs
+    "data.extra_text_dirs=('<stdlib>/test',)",  # stdlib + its tests: 11.3M train tokens
+  )  # 16x = 17.7M tokens = 1.6 epochs
+  # Second round: with {1e-3, 3e-3, 1e-2} cosine chose 3e-2 at 1-4x and 1e-2 at 8-16x and every
+  # anytime method chose 1e-2, each at its grid's top; 3e-2 for cosine at every horizon and for
+  # constant (+ its WSD branches) brackets the headline comparison.
+  s.cosine.extra_lrs = (3e-2,)
+  s.cosine.extra_lrs_max_horizon = 16.0
+  s.constant.lrs = (1e-3, 3e-3, 1e-2, 3e-2)
+  s.wsd.lrs = (1e-3, 3e-3, 1e-2, 3e-2)
+  s.schedule_free.lrs = (
+    3e-3,
+    1e-2,
+  )  # 1e-3 is too small for every method here (saves 16x of compute)
+  s.inverse_sqrt.offsets = (1080.0,)  # 4x Chinchilla, as the paper's best 51.2k ~ 4.1 x 12.5k
+  s.noise.seeds = (1,)
+  s.noise.horizons = (1, 8)
+  s.noise.methods = ("cosine",)  # add "constant" for the anytime side (+16x of training)
+  s.noise.lr = 3e-3
+  return s
+
+
+def _demo() -> ml_collections.ConfigDict:
+  """`make demo`'s LM part: the mini comparison shrunk to a few minutes, fixed peak LRs."""
+  s = _base("demo", "nano", (1, 2, 4), lrs=(1e-2,), b2s=(0.95,))
+  s.lm_overrides = (
+    "model.d_model=32",  # d 32, 2 layers, 2 heads, MLP 128: 24.8k non-embedding params
+    "model.num_heads=2",
+    "model.mlp_dim=128",
+    "batch_size=16",  # 16 x 128 = 2,048 tokens per step
+    "steps_per_chinchilla=240",  # 1x = 492k tokens = 19.8 tokens per non-embedding param
+    "opt.warmup_steps=50",
+    "eval_batches=8",  # 8 x 16 x 128 = 16.4k validation tokens per evaluation
+    "eval_points=12",  # log-spaced evaluations besides the horizons
+    "checkpoint_every=0",  # only the horizon checkpoints (WSD branches start from them)
+    "data.tokenizer_vocab_size=1024",
+  )
+  s.averages = ("pema6.25", "pema25")
+  s.main_average = "pema25"
+  s.cosine.lrs = (1e-2,)  # the mini grid's choice at short horizons
+  s.constant.lrs = (3e-3,)  # ... and for constant + EMA (results/mini)
+  s.wsd.lrs = (3e-3,)
+  s.inverse_sqrt.enabled = False  # the full miniature has them (results/mini)
+  s.schedule_free.enabled = False
+  return s
+
+
+def _smoke() -> ml_collections.ConfigDict:
+  """Seconds per run: proves launcher -> trainer -> report end to end (synthetic data)."""
+  s = _base("smoke", "tiny", (1, 2), lrs=(3e-3,), b2s=(0.95,))
+  s.lm_overrides = (
+    "data.source=synthetic",
+    "steps_per_chinchilla=20",
+    "opt.warmup_steps=2",
+    "eval_points=4",
+    "eval_batches=2",
+    "log_every=10",
+    "checkpoint_every=0",
+    "async_checkpoints=False",
+  )
+  s.averages = ("pema6.25", "pema25")
+  s.main_average = "pema25"
+  s.cosine.lrs = (3e-3, 1e-2)
+  s.inverse_sqrt.offsets = (20.0,)
+  s.noise.seeds = (1,)
+  s.noise.horizons = (1,)
+  s.noise.methods = ("cosine",)
+  return s
+
+
+def get_config(arg: str = "150m") -> ml_collections.ConfigDict:
+  """The sweep named ``arg`` (one of SWEEPS)."""
+  arg = (arg or "150m").strip()
+  if arg in ("150m", "300m"):
+    return _paper(arg)
+  if arg == "mini":
+    return _mini()
+  if arg == "demo":
+    return _demo()
+  if arg == "smoke":
+    return _smoke()
+  raise ValueError(f"sweep {arg!r} is unknown; allowed: {SWEEPS}.")

@@ -1,0 +1,550 @@
+"""What the launcher and the report share: a sweep's runs, their numbers, their eval logs.
+
+- :func:`load_sweep` reads anytime/configs/sweeps.py, :func:`validate_sweep` checks every field
+  (ValueError naming the field, its value and what is allowed) before anything runs.
+- :func:`expand` turns a sweep into :class:`Run` s with stable names; each knows its
+  configs/lm.py argument, its ``--config.FIELD=VALUE`` overrides, its steps, tokens
+  and training FLOPs (computed by the trainer's own planning code, no allocation).
+- :func:`read_eval_log` is the one reader of the trainer's ``<workdir>/eval.jsonl``
+  (a header record, then one record per evaluation; see anytime/lm/train.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import importlib.util
+import json
+import math
+import os
+import socket
+import sysconfig
+import time
+from typing import Any
+
+import ml_collections
+
+# The shipped configs (anytime/configs), found from the installed package, not from a checkout.
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+METHODS = ("cosine", "constant", "inverse_sqrt", "wsd", "schedule_free")
+ANYTIME_METHODS = ("constant", "inverse_sqrt", "schedule_free")  # one run covers every horizon
+# The eval-log loss key of Schedule-Free's eval params (the trainer must write it; see
+# docs/sweeps.md). Every other method is scored on "raw" and on its averages.
+SCHEDULE_FREE_KEY = "schedule_free"
+
+
+def _load_module(path: str, name: str):
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@functools.lru_cache(maxsize=1)
+def lm_configs():
+  """The shipped LM config module (anytime/configs/lm.py)."""
+  from anytime.configs import lm
+
+  return lm
+
+
+def load_sweep(spec: str) -> ml_collections.ConfigDict:
+  """``"150m"`` (a shipped sweep) or ``"FILE.py:ARG"`` (a sweep file of your own) -> the sweep."""
+  path, _, arg = spec.rpartition(":") if ":" in spec else ("", "", spec)
+  path = path or os.path.join(CONFIGS_DIR, "sweeps.py")
+  if not os.path.isfile(path):
+    raise ValueError(f"sweep={spec!r}: {path!r} is not a file; expected NAME or FILE.py:NAME.")
+  return _load_module(path, "anytime_configs_sweeps").get_config(arg)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+
+def _fail(field: str, value: Any, allowed: str):
+  raise ValueError(f"sweep.{field}={value!r} is invalid: {allowed}.")
+
+
+def _numbers(field: str, values, ok, allowed: str, *, empty_ok: bool = False) -> None:
+  if not isinstance(values, tuple | list) or (not values and not empty_ok):
+    _fail(field, values, "expected a non-empty tuple" if not empty_ok else "expected a tuple")
+  for v in values:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v):
+      _fail(field, values, allowed)
+  if len(set(values)) != len(values):
+    _fail(field, values, "values must be distinct")
+
+
+def parse_override(item: str) -> tuple[str, str]:
+  if not isinstance(item, str) or "=" not in item:
+    _fail("lm_overrides", item, "each entry must be a 'FIELD=VALUE' string")
+  key, value = item.split("=", 1)
+  return key.strip(), value.strip()
+
+
+def validate_sweep(s) -> None:
+  """Raises ValueError naming the first field that cannot work."""
+  from anytime import optim, schedules
+
+  if not isinstance(s.name, str) or not s.name or not s.name.replace("_", "").isalnum():
+    _fail("name", s.name, "expected a non-empty name of letters, digits and _")
+  presets = lm_configs().PRESETS
+  if s.model not in presets:
+    _fail("model", s.model, f"one of the configs/lm.py presets {sorted(presets)}")
+  _numbers("horizons", s.horizons, lambda h: h > 0, "Chinchilla multiples > 0")
+  if list(s.horizons) != sorted(s.horizons):
+    _fail("horizons", s.horizons, "must be increasing")
+  _numbers("seeds", s.seeds, lambda x: isinstance(x, int) and x >= 0, "integers >= 0")
+  for item in s.lm_overrides:
+    key, _ = parse_override(item)
+    if key.split(".")[0] in ("horizon", "horizons", "init_from", "init_from_step", "seed"):
+      _fail("lm_overrides", item, f"{key!r} is set per run by the launcher")
+  if not s.averages:
+    _fail("averages", s.averages, "the anytime runs need at least one average")
+  try:
+    optim.parse_averages(tuple(s.averages))
+  except ValueError as e:
+    _fail("averages", s.averages, str(e))
+  if s.main_average not in s.averages:
+    _fail("main_average", s.main_average, f"one of sweep.averages {tuple(s.averages)}")
+  positive = lambda x: x > 0
+  enabled = [m for m in METHODS if s[m].enabled]
+  if "cosine" not in enabled:
+    _fail("cosine.enabled", False, "the comparison needs the tuned cosine baseline")
+  for m in enabled:
+    _numbers(f"{m}.lrs", s[m].lrs, positive, "peak learning rates > 0")
+    _numbers(f"{m}.b2s", s[m].b2s, lambda b: 0 <= b < 1, "AdamW beta2 values in [0, 1)")
+  _numbers("cosine.extra_lrs", s.cosine.extra_lrs, positive, "learning rates > 0", empty_ok=True)
+  if set(s.cosine.extra_lrs) & set(s.cosine.lrs):
+    _fail("cosine.extra_lrs", s.cosine.extra_lrs, "must not repeat cosine.lrs")
+  if s.inverse_sqrt.enabled:
+    _numbers("inverse_sqrt.offsets", s.inverse_sqrt.offsets, positive, "offsets (steps) > 0")
+  if s.wsd.enabled:
+    if not s.constant.enabled:
+      _fail("wsd.enabled", True, "WSD branches from the constant runs: enable constant")
+    for field in ("lrs", "b2s"):
+      if not set(s.wsd[field]) <= set(s.constant[field]):
+        _fail(f"wsd.{field}", s.wsd[field], f"a subset of constant.{field}={s.constant[field]}")
+    if not 0 < s.wsd.branch_fraction < 1:
+      _fail("wsd.branch_fraction", s.wsd.branch_fraction, "in (0, 1)")
+    if s.wsd.shape not in schedules.WSD_SHAPES:
+      _fail("wsd.shape", s.wsd.shape, f"one of {schedules.WSD_SHAPES}")
+  _validate_noise(s, enabled)
+
+
+def _validate_noise(s, enabled) -> None:
+  n = s.noise
+  _numbers("noise.seeds", n.seeds, lambda x: isinstance(x, int) and x >= 0, "ints", empty_ok=True)
+  if set(n.seeds) & set(s.seeds):
+    _fail("noise.seeds", n.seeds, f"must differ from sweep.seeds={s.seeds}")
+  if not n.seeds:
+    return
+  for h in n.horizons:
+    if h not in s.horizons:
+      _fail("noise.horizons", n.horizons, f"each one of sweep.horizons={s.horizons}")
+  for m in n.methods:
+    if m not in enabled or m == "wsd":
+      allowed = tuple(x for x in enabled if x != "wsd")
+      _fail("noise.methods", n.methods, f"each one of the enabled methods {allowed}")
+    if n.lr not in tuple(s[m].lrs) + (tuple(s.cosine.extra_lrs) if m == "cosine" else ()):
+      _fail("noise.lr", n.lr, f"one of {m}.lrs={s[m].lrs}")
+    if n.b2 not in s[m].b2s:
+      _fail("noise.b2", n.b2, f"one of {m}.b2s={s[m].b2s}")
+
+
+# --------------------------------------------------------------------------------------------
+# Runs.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One trainer invocation of a sweep."""
+
+  name: str  # stable, unique in the sweep; its workdir is <root>/<name>
+  method: str  # one of METHODS
+  horizon: float  # the run's length in Chinchilla multiples
+  lr: float
+  b2: float
+  seed: int
+  offset: float | None  # inverse_sqrt only
+  lm_arg: str  # the configs/lm.py argument
+  overrides: tuple[tuple[str, str], ...]  # --config.FIELD=VALUE, in order
+  parent: str | None  # WSD: the constant run it branches from ...
+  parent_step: int | None  # ... at this step
+  start_step: int  # 0, or parent_step for a branch
+  total_steps: int
+  steps_per_chinchilla: int
+  tokens_per_step: int
+  flops_per_token: int  # training FLOPs per token (6N + attention), as the trainer reports
+  params: int  # non-embedding parameters
+  supported: bool  # False: the trainer cannot run this method yet (Schedule-Free)
+
+  @property
+  def trained_steps(self) -> int:
+    return self.total_steps - self.start_step
+
+  @property
+  def trained_tokens(self) -> int:
+    return self.trained_steps * self.tokens_per_step
+
+  @property
+  def train_flops(self) -> float:
+    return float(self.trained_tokens) * self.flops_per_token
+
+  @property
+  def config_key(self) -> tuple:
+    """The hyper-parameters that make a configuration (everything except the seed)."""
+    return (self.method, self.horizon, self.lr, self.b2, self.offset)
+
+  def command(self, root: str, python: str = "python", module: str = "anytime.lm") -> list[str]:
+    cmd = [python, "-m", module, f"--config=configs/lm.py:{self.lm_arg}"]
+    cmd.append(f"--workdir={os.path.join(root, self.name)}")
+    for key, value in self.overrides:
+      if key == "init_from":
+        value = os.path.join(root, value)
+      cmd.append(f"--config.{key}={value}")
+    return cmd
+
+
+def _fmt(x: float) -> str:
+  return f"{x:g}"
+
+
+def run_name(method, horizon, lr, b2, seed, offset=None) -> str:
+  """E.g. ``cosine_h4_lr0.001_b0.95_s0``, ``inverse_sqrt_o51200_h32_lr0.003_b0.99_s1``."""
+  off = f"_o{_fmt(offset)}" if offset is not None else ""
+  return f"{method}{off}_h{_fmt(horizon)}_lr{_fmt(lr)}_b{_fmt(b2)}_s{seed}"
+
+
+def _resolve(value: str) -> str:
+  return value.replace("<stdlib>", sysconfig.get_paths()["stdlib"])
+
+
+def _coerce(key: str, value: str, current: Any) -> Any:
+  """``value`` parsed like ml_collections' config_flags parses ``--config.KEY=value``."""
+  try:
+    if isinstance(current, bool):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+      return value.lower() in ("true", "1")
+    if isinstance(current, int):
+      return int(value)
+    if isinstance(current, float):
+      return float(value)
+    if isinstance(current, tuple):
+      parsed = ast.literal_eval(value)
+      return tuple(parsed) if isinstance(parsed, tuple | list) else (parsed,)
+  except (ValueError, SyntaxError):
+    _fail("lm_overrides", f"{key}={value}", f"cannot parse as {type(current).__name__}")
+  return value
+
+
+def lm_config(lm_arg: str, overrides) -> ml_collections.ConfigDict:
+  """The trainer config a run gets: configs/lm.py's ``get_config(lm_arg)`` plus overrides."""
+  cfg = lm_configs().get_config(lm_arg)
+  for key, value in overrides:
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+      if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+        _fail("lm_overrides", f"{key}={value}", f"configs/lm.py has no field {key!r}")
+      node = node[p]
+    if parts[-1] not in node:
+      _fail("lm_overrides", f"{key}={value}", f"configs/lm.py has no field {key!r}")
+    node[parts[-1]] = _coerce(key, value, node[parts[-1]])
+  return cfg
+
+
+@functools.lru_cache(maxsize=64)
+def _model_numbers(model_cfg) -> tuple[int, int]:
+  from anytime.lm import model as model_lib
+
+  return model_lib.param_counts(model_cfg)["non_embedding"], model_lib.flops_per_token(model_cfg)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(lm_arg: str, overrides: tuple, method: str):
+  """(plan, flops per token, non-embedding params), validating the optimizer config."""
+  from anytime import optim
+  from anytime.lm import train
+
+  cfg = lm_config(lm_arg, overrides)
+  supported = cfg.opt.schedule in optim.SCHEDULES
+  if not supported:  # plan it as a constant-LR run: same steps, tokens and FLOPs
+    cfg.opt.schedule = "constant"
+  try:
+    mcfg = train.model_config(cfg)
+    params, flops = _model_numbers(mcfg)
+    plan = train.make_plan(cfg, params)
+    optim.validate(cfg.opt, plan.total_steps)
+  except ValueError as e:
+    raise ValueError(f"{method} run {lm_arg!r}: {e}") from None
+  return plan, flops, params, supported
+
+
+def _run(s, method, horizon, lr, b2, seed, *, offset=None, extra=(), parent=None, branch=None):
+  lm_arg = f"model={s.model},schedule={method},horizon={_fmt(horizon)},lr={lr!r},b2={b2!r}"
+  lm_arg += f",seed={seed}"
+  overrides = tuple((k, _resolve(v)) for k, v in map(parse_override, s.lm_overrides))
+  overrides += tuple(extra)
+  plan, flops, params, supported = _plan(lm_arg, overrides, method)
+  start = 0
+  if branch is not None:
+    start = round(branch * plan.steps_per_chinchilla)
+    # The decay length exactly as anytime.optim.make_schedule computes it from the override.
+    decay = max(1, round(float(dict(overrides)["opt.wsd_decay_fraction"]) * plan.total_steps))
+    if start != plan.total_steps - decay or start < 1:
+      _fail(
+        "wsd.branch_fraction",
+        s.wsd.branch_fraction,
+        f"at horizon {horizon:g} the branch step {start} differs from the WSD decay start "
+        f"{plan.total_steps - decay} ({plan.total_steps} steps): choose steps_per_chinchilla so "
+        f"that horizon x branch_fraction x steps_per_chinchilla is an integer",
+      )
+    overrides += (("init_from_step", str(start)),)
+  return Run(
+    name=run_name(method, horizon, lr, b2, seed, offset),
+    method=method,
+    horizon=float(horizon),
+    lr=float(lr),
+    b2=float(b2),
+    seed=int(seed),
+    offset=None if offset is None else float(offset),
+    lm_arg=lm_arg,
+    overrides=overrides,
+    parent=parent,
+    parent_step=start if parent else None,
+    start_step=start,
+    total_steps=plan.total_steps,
+    steps_per_chinchilla=plan.steps_per_chinchilla,
+    tokens_per_step=plan.tokens_per_step,
+    flops_per_token=flops,
+    params=params,
+    supported=supported,
+  )
+
+
+def _tuple(values) -> str:
+  return repr(tuple(float(v) for v in values))
+
+
+def expand(s) -> list[Run]:
+  """Every run of sweep ``s`` (validated first), parents before their branches."""
+  validate_sweep(s)
+  longest = max(s.horizons)
+  averages = ("opt.averages", repr(tuple(s.averages)))
+  runs = []
+  noise = s.noise
+
+  def seeds_for(method, horizon, lr, b2):
+    extra = noise.seeds if (method in noise.methods and lr == noise.lr and b2 == noise.b2) else ()
+    if method == "cosine" and horizon not in noise.horizons:
+      extra = ()
+    return tuple(s.seeds) + tuple(extra)
+
+  if s.cosine.enabled:
+    for h in s.horizons:
+      lrs = tuple(s.cosine.lrs)
+      if h <= s.cosine.extra_lrs_max_horizon:
+        lrs += tuple(s.cosine.extra_lrs)
+      # Cosine is scored on its last iterate (the paper's baseline): no averages kept.
+      extra = [("horizons", _tuple(x for x in s.horizons if x <= h)), ("opt.averages", "()")]
+      for lr in lrs:
+        for b2 in s.cosine.b2s:
+          for seed in seeds_for("cosine", h, lr, b2):
+            runs.append(_run(s, "cosine", h, lr, b2, seed, extra=extra))
+  if s.constant.enabled:
+    points = set(s.horizons)
+    if s.wsd.enabled:
+      points |= {h * s.wsd.branch_fraction for h in s.horizons}
+    extra = [("horizons", _tuple(sorted(points))), averages]
+    for lr in s.constant.lrs:
+      for b2 in s.constant.b2s:
+        for seed in seeds_for("constant", longest, lr, b2):
+          runs.append(_run(s, "constant", longest, lr, b2, seed, extra=extra))
+  if s.inverse_sqrt.enabled:
+    top = max(s.inverse_sqrt.offsets)
+    for off in s.inverse_sqrt.offsets:
+      extra = [("horizons", _tuple(s.horizons)), averages, ("opt.offset", _fmt(off))]
+      for lr in s.inverse_sqrt.lrs:
+        for b2 in s.inverse_sqrt.b2s:
+          seeds = seeds_for("inverse_sqrt", longest, lr, b2) if off == top else s.seeds
+          for seed in seeds:
+            runs.append(_run(s, "inverse_sqrt", longest, lr, b2, seed, offset=off, extra=extra))
+  if s.wsd.enabled:
+    for h in s.horizons:
+      for lr in s.wsd.lrs:
+        for b2 in s.wsd.b2s:
+          for seed in s.seeds:
+            parent = run_name("constant", longest, lr, b2, seed)
+            extra = [
+              ("horizons", _tuple([h])),
+              averages,  # the branch restores the parent's state, averages included
+              ("opt.wsd_decay_fraction", _fmt(1 - s.wsd.branch_fraction)),
+              ("opt.wsd_shape", s.wsd.shape),
+              ("init_from", parent),
+            ]
+            runs.append(
+              _run(
+                s, "wsd", h, lr, b2, seed, extra=extra, parent=parent,
+                branch=h * s.wsd.branch_fraction,
+              )
+            )  # fmt: skip
+  if s.schedule_free.enabled:
+    b1 = ("opt.b1", _fmt(s.schedule_free.b1))
+    extra = [("horizons", _tuple(s.horizons)), ("opt.averages", "()"), b1]
+    for lr in s.schedule_free.lrs:
+      for b2 in s.schedule_free.b2s:
+        for seed in seeds_for("schedule_free", longest, lr, b2):
+          runs.append(_run(s, "schedule_free", longest, lr, b2, seed, extra=extra))
+  names = [r.name for r in runs]
+  if len(set(names)) != len(names):
+    dup = sorted({n for n in names if names.count(n) > 1})
+    raise ValueError(f"sweep {s.name!r} expands to duplicate run names {dup[:3]}.")
+  return runs
+
+
+# --------------------------------------------------------------------------------------------
+# The eval log and the state of a run.
+
+
+@dataclasses.dataclass
+class EvalLog:
+  """A run's ``eval.jsonl``: its (latest) header and its evaluations by step."""
+
+  header: dict
+  evals: dict[int, dict]  # step -> {"tokens", "is_horizon", "horizon", "loss": {key: float}}
+
+  @property
+  def total_steps(self) -> int:
+    return int(self.header["total_steps"])
+
+  @property
+  def done(self) -> bool:
+    return self.total_steps in self.evals
+
+  def loss(self, step: int, key: str) -> float | None:
+    record = self.evals.get(int(step))
+    if record is None or key not in record["loss"]:
+      return None
+    return record["loss"][key]
+
+  def curve(self, key: str) -> tuple[list[int], list[float]]:
+    """(tokens, losses) of every evaluation holding ``key``, in step order."""
+    steps = [s for s in sorted(self.evals) if key in self.evals[s]["loss"]]
+    return [self.evals[s]["tokens"] for s in steps], [self.evals[s]["loss"][key] for s in steps]
+
+
+def _float(v) -> float:
+  return float(v)  # the trainer writes non-finite losses as "nan" / "inf" strings
+
+
+def read_eval_log(workdir: str) -> EvalLog | None:
+  """The eval log of ``workdir``, or None if it has neither a header nor evaluations.
+
+  A resumed run appends a new header (the last one wins); evaluations of the
+  same step are deduplicated, the latest kept. Without a header, the run's
+  length and steps per Chinchilla come from the last evaluation's ``run`` and
+  ``chinchilla`` fields. Format: anytime/lm/train.py.
+  """
+  path = os.path.join(workdir, "eval.jsonl")
+  if not os.path.exists(path):
+    return None
+  from anytime.lm.metrics import read_jsonl
+
+  header, evals = None, {}
+  for record in read_jsonl(path):
+    if record.get("kind") == "header":
+      header = record
+    elif record.get("kind") == "eval":
+      loss = {k: _float(v) for k, v in record["loss"].items()}
+      evals[int(record["step"])] = {**record, "loss": loss}
+  if header is None and evals:  # eval records are self-contained: rebuild the fields used here
+    last = evals[max(evals)]
+    spc = round(last["step"] / last["chinchilla"]) if last.get("chinchilla") else None
+    if "run" in last and spc:
+      header = {"total_steps": last["run"]["total_steps"], "steps_per_chinchilla": spc}
+  if header is None:
+    return None
+  return EvalLog(header=header, evals=evals)
+
+
+def loss_at_horizon(log: EvalLog, horizon: float, key: str) -> float | None:
+  """The loss of ``key`` at ``horizon`` (Chinchilla multiples) of a run, if evaluated."""
+  spc = int(log.header["steps_per_chinchilla"])
+  return log.loss(round(horizon * spc), key)
+
+
+def finite(x: float | None) -> bool:
+  return x is not None and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Where a run stands (the launcher's view of <root>/<name>).
+
+LOCK = "launcher.lock"  # {"pid", "host", "started"} while the launcher runs it
+STALE_SECONDS = 1800  # a run of another host counts as running if its logs moved this recently
+STATES = ("done", "running", "partial", "todo", "unsupported")
+
+
+def workdir(root: str, run: Run) -> str:
+  return os.path.join(root, run.name)
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _lock_alive(path: str) -> bool:
+  try:
+    with open(os.path.join(path, LOCK)) as f:
+      lock = json.load(f)
+  except (OSError, ValueError):
+    return False
+  if lock.get("host") == socket.gethostname():
+    return _pid_alive(int(lock["pid"]))
+  logs = [os.path.join(path, n) for n in ("train.jsonl", "eval.jsonl")]
+  times = [os.path.getmtime(p) for p in logs if os.path.exists(p)]
+  return bool(times) and time.time() - max(times) < STALE_SECONDS
+
+
+def run_state(root: str, run: Run) -> str:
+  """One of STATES for ``run`` under ``root``."""
+  if not run.supported:
+    return "unsupported"
+  path = workdir(root, run)
+  log = read_eval_log(path)
+  if log is not None and log.done and log.total_steps == run.total_steps:
+    return "done"
+  if _lock_alive(path):
+    return "running"
+  if log is not None or os.path.isdir(os.path.join(path, "checkpoints")):
+    return "partial"
+  return "todo"
+
+
+def progress_step(root: str, run: Run) -> int:
+  """The latest step a run has logged (its start step if none)."""
+  from anytime.lm.metrics import read_jsonl
+
+  path = workdir(root, run)
+  steps = [run.start_step]
+  for kind in ("train", "eval"):
+    steps += [
+      int(r["step"]) for r in read_jsonl(os.path.join(path, f"{kind}.jsonl")) if "step" in r
+    ]
+  return min(max(steps), run.total_steps)
+
+
+def parent_ready(root: str, run: Run) -> bool:
+  """A branch can start: its parent's checkpoint at the branch step is complete on disk."""
+  if run.parent is None:
+    return True
+  return os.path.isdir(os.path.join(root, run.parent, "checkpoints", str(run.parent_step)))

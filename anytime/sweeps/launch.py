@@ -1,0 +1,359 @@
+"""Launch a sweep of anytime/configs/sweeps.py: list it, print its commands, or run it here.
+
+    python -m anytime.sweeps --sweep=150m --dry                 # runs, tokens, accelerator-hours
+    python -m anytime.sweeps --sweep=150m --root=R --print      # one command per run
+    python -m anytime.sweeps --sweep=150m --root=R --array_file=jobs.txt   # job-array files
+    python -m anytime.sweeps --sweep=mini --root=R --jobs=2     # run here, 2 at once
+    python -m anytime.sweeps --sweep=mini --root=R --status     # done/running/left + ETA
+
+Every run is ``python -m anytime.lm --config=configs/lm.py:ARGS --workdir=<root>/<name>``
+(see ``Run.command``). Finished runs (their eval log reaches the last step) are
+skipped; interrupted ones are started again with the same command and the
+trainer resumes from its workdir. WSD branches start once their constant run
+has written the checkpoint they branch from. The whole sweep is validated
+(ValueError naming the field) before anything is run or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from anytime import cli
+from anytime.sweeps import common as sc
+
+H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
+DEFAULT_MFU = 0.4
+
+
+# --------------------------------------------------------------------------------------------
+# Listing.
+
+
+def _human(n: float) -> str:
+  for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+    if abs(n) >= scale:
+      return f"{n / scale:.3g}{unit}"
+  return f"{n:.0f}"
+
+
+def accelerator_hours(flops: float, peak: float, mfu: float) -> float:
+  return flops / (peak * mfu) / 3600
+
+
+def dry_listing(
+  sweep, runs, *, peak: float, mfu: float, per_run: bool = True, tokens_per_s: float = 0.0
+) -> str:
+  """Per-run lines, then runs / tokens / FLOPs / accelerator-hours per method and in total."""
+  lines = []
+  if per_run:
+    lines.append(f"{'run':<46} {'steps':>17} {'tokens':>9} {'FLOPs':>9}")
+    for r in runs:
+      steps = f"{r.start_step}->{r.total_steps}" if r.start_step else f"{r.total_steps}"
+      flag = "" if r.supported else "  (trainer cannot run it yet)"
+      lines.append(
+        f"{r.name:<46} {steps:>17} {_human(r.trained_tokens):>9} {r.train_flops:>9.3g}{flag}"
+      )
+    lines.append("")
+  first = runs[0]
+  lines.append(
+    f"sweep {sweep.name}: model {sweep.model}, {_human(first.params)} non-embedding params, "
+    f"{first.flops_per_token / 1e9:.3g} GFLOP/token (train, 6N + attention), "
+    f"{first.tokens_per_step:,} tokens/step, 1x Chinchilla = {first.steps_per_chinchilla:,} "
+    f"steps, horizons {', '.join(f'{h:g}' for h in sweep.horizons)}x"
+  )
+  head = f"{'method':<14} {'runs':>5} {'tokens':>10} {'train FLOPs':>12} {'accel-hours':>12}"
+  lines.append(head)
+  total = [0, 0, 0.0]
+  for method in sc.METHODS:
+    group = [r for r in runs if r.method == method]
+    if not group:
+      continue
+    tokens = sum(r.trained_tokens for r in group)
+    flops = sum(r.train_flops for r in group)
+    note = "" if all(r.supported for r in group) else "  (not runnable yet)"
+    lines.append(
+      f"{method:<14} {len(group):>5} {_human(tokens):>10} {flops:>12.3e} "
+      f"{accelerator_hours(flops, peak, mfu):>12,.0f}{note}"
+    )
+    total = [total[0] + len(group), total[1] + tokens, total[2] + flops]
+  lines.append(
+    f"{'total':<14} {total[0]:>5} {_human(total[1]):>10} {total[2]:>12.3e} "
+    f"{accelerator_hours(total[2], peak, mfu):>12,.0f}"
+  )
+  lines.append(
+    f"accelerator-hours = training FLOPs / ({mfu:.0%} MFU x {peak / 1e12:g} TFLOP/s peak) / "
+    "3600 s; evaluation excluded. WSD counts only its branch steps."
+  )
+  if tokens_per_s:
+    runnable = sum(r.trained_tokens for r in runs if r.supported)
+    lines.append(
+      f"at {tokens_per_s:,.0f} tokens/s (one job): {runnable / tokens_per_s / 3600:.2f} h of "
+      f"training for the {sum(r.supported for r in runs)} runnable runs "
+      f"({_human(runnable)} tokens), start-up and evaluation excluded"
+    )
+  return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands for a cluster.
+
+
+def _shell(run, root: str, python: str) -> str:
+  return shlex.join(run.command(root, python))
+
+
+def print_commands(runs, root: str, python: str) -> str:
+  """Phase 1 (independent runs), then phase 2 (WSD branches); done runs left out."""
+  lines = []
+  todo = [r for r in runs if sc.run_state(root, r) != "done"]
+  for r in todo:
+    if not r.supported:
+      lines.append(f"# not runnable by the trainer yet ({r.method}): {r.name}")
+  lines += [_shell(r, root, python) for r in todo if r.supported and r.parent is None]
+  branches = [_shell(r, root, python) for r in todo if r.supported and r.parent is not None]
+  if branches:
+    lines.append("# phase 2, after the constant runs have passed their branch steps:")
+    lines += branches
+  return "\n".join(lines)
+
+
+def write_array_files(runs, root: str, python: str, path: str) -> list[str]:
+  """``path`` (phase 1) and ``path``.wsd (phase 2): line i is task i's command."""
+  todo = [r for r in runs if r.supported and sc.run_state(root, r) != "done"]
+  phases = [(path, [r for r in todo if r.parent is None])]
+  phases.append((path + ".wsd", [r for r in todo if r.parent is not None]))
+  written = []
+  for file, group in phases:
+    if group:
+      with open(file, "w") as f:
+        f.writelines(_shell(r, root, python) + "\n" for r in group)
+      written.append(f"{file}: {len(group)} tasks")
+  return written
+
+
+# --------------------------------------------------------------------------------------------
+# Progress.
+
+
+def measured_flops_per_s(root: str, runs) -> float | None:
+  """Median model FLOP/s per job over the train logs of this sweep's runs."""
+  from anytime.lm.metrics import read_jsonl
+
+  rates = []
+  for r in runs:
+    records = read_jsonl(os.path.join(sc.workdir(root, r), "train.jsonl"))
+    rates += [float(x["flops_per_s"]) for x in records[1:] if x.get("flops_per_s", 0) > 0]
+  return statistics.median(rates) if rates else None
+
+
+def _duration(seconds: float) -> str:
+  return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def progress(root: str, runs, *, jobs: int, peak: float, mfu: float) -> str:
+  """done / running / partial / left counts, tokens done and the time left."""
+  states = {r.name: sc.run_state(root, r) for r in runs}
+  counts = {s: sum(v == s for v in states.values()) for s in sc.STATES}
+  remaining = done_flops = 0.0
+  for r in runs:
+    if states[r.name] == "unsupported":
+      continue
+    step = r.total_steps if states[r.name] == "done" else sc.progress_step(root, r)
+    remaining += (r.total_steps - step) * r.tokens_per_step * r.flops_per_token
+    done_flops += (step - r.start_step) * r.tokens_per_step * r.flops_per_token
+  total = remaining + done_flops
+  rate = measured_flops_per_s(root, runs)
+  if rate:
+    eta = f"ETA {_duration(remaining / (rate * jobs))} at the measured {rate / 1e9:.3g} GFLOP/s "
+    eta += f"per job x {jobs} job(s)"
+  else:
+    eta = f"ETA {_duration(accelerator_hours(remaining, peak, mfu) * 3600 / jobs)} at {mfu:.0%} "
+    eta += f"MFU of {peak / 1e12:g} TFLOP/s x {jobs} job(s) (no throughput measured yet)"
+  left = counts["partial"] + counts["todo"]
+  return (
+    f"progress: {counts['done']} done, {counts['running']} running, {left} left "
+    f"({counts['partial']} partial), {counts['unsupported']} not runnable; "
+    f"{done_flops / max(total, 1):.1%} of the FLOPs done; {eta}"
+  )
+
+
+# --------------------------------------------------------------------------------------------
+# Running here.
+
+
+def _start(run, root: str, python: str, module: str, env) -> tuple[subprocess.Popen, object]:
+  path = sc.workdir(root, run)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "run.json"), "w") as f:
+    json.dump({**run.__dict__, "overrides": [list(o) for o in run.overrides]}, f, indent=1)
+  log = open(os.path.join(path, "launcher.log"), "a")  # noqa: SIM115 (closed when reaped)
+  log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(run.command(root, python))}\n")
+  log.flush()
+  proc = subprocess.Popen(
+    run.command(root, python, module),
+    stdout=log,
+    stderr=subprocess.STDOUT,
+    env=env,
+  )
+  lock = {"pid": proc.pid, "host": socket.gethostname(), "started": time.time()}
+  with open(os.path.join(path, sc.LOCK), "w") as f:
+    json.dump(lock, f)
+  return proc, log
+
+
+def _tail(path: str, n: int = 3) -> str:
+  try:
+    with open(path) as f:
+      return " | ".join(line.strip() for line in f.readlines()[-n:])
+  except OSError:
+    return ""
+
+
+def run_local(
+  runs,
+  root: str,
+  *,
+  jobs: int = 1,
+  python: str = sys.executable,
+  module: str = "anytime.lm",
+  env=None,
+  poll: float = 1.0,
+  log=print,
+) -> dict[str, list[str]]:
+  """Runs every unfinished runnable run, ``jobs`` at once; returns names by outcome.
+
+  Longest runs start first; a branch waits for its parent's checkpoint.
+  """
+  outcome = {"done": [], "skipped": [], "failed": [], "unsupported": []}
+  pending, elsewhere = [], set()
+  for r in sorted(runs, key=lambda r: (-r.trained_tokens, r.method not in sc.ANYTIME_METHODS)):
+    state = sc.run_state(root, r)
+    if state in ("done", "unsupported"):
+      outcome["skipped" if state == "done" else "unsupported"].append(r.name)
+    elif state == "running":
+      log(f"skip {r.name}: running in another launcher")
+      outcome["skipped"].append(r.name)
+      elsewhere.add(r.name)
+    else:
+      pending.append(r)
+  active: dict[str, tuple] = {}
+  while pending or active:
+    for name, (proc, handle, run) in list(active.items()):
+      if proc.poll() is None:
+        continue
+      handle.close()
+      del active[name]
+      os.remove(os.path.join(sc.workdir(root, run), sc.LOCK))
+      path = sc.workdir(root, run)
+      if sc.run_state(root, run) == "done":
+        outcome["done"].append(name)
+        log(f"done   {name}")
+      else:
+        outcome["failed"].append(name)
+        log(f"FAILED {name} (exit {proc.returncode}): {_tail(os.path.join(path, 'launcher.log'))}")
+      log(progress(root, runs, jobs=jobs, peak=H100_BF16_PEAK, mfu=DEFAULT_MFU))
+    started = False
+    for run in list(pending):
+      if len(active) >= jobs:
+        break
+      if run.parent is not None and not sc.parent_ready(root, run):
+        waiting_on = run.parent in active or any(p.name == run.parent for p in pending)
+        if run.parent in elsewhere:
+          pending.remove(run)
+          outcome["skipped"].append(run.name)
+          log(f"skip {run.name}: its parent {run.parent} runs elsewhere; launch again later")
+        elif not waiting_on:
+          pending.remove(run)
+          outcome["failed"].append(run.name)
+          log(f"FAILED {run.name}: {run.parent} has no checkpoint at step {run.parent_step}")
+        continue
+      pending.remove(run)
+      proc, handle = _start(run, root, python, module, env)
+      active[run.name] = (proc, handle, run)
+      started = True
+      log(f"start  {run.name} ({run.trained_steps} steps) -> {sc.workdir(root, run)}")
+    if not started and (pending or active):
+      time.sleep(poll)
+  return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _check_args(args) -> None:
+  if args.jobs < 1:
+    raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
+  if not 0 < args.mfu <= 1:
+    raise ValueError(f"--mfu={args.mfu} is invalid: expected a fraction in (0, 1].")
+  if args.tokens_per_s < 0:
+    raise ValueError(f"--tokens_per_s={args.tokens_per_s} is invalid: expected >= 0.")
+  if args.peak_tflops <= 0:
+    raise ValueError(f"--peak_tflops={args.peak_tflops} is invalid: expected > 0.")
+  if os.path.exists(args.root) and not os.path.isdir(args.root):
+    raise ValueError(f"--root={args.root!r} is invalid: it exists and is not a directory.")
+  if args.only:
+    try:
+      re.compile(args.only)
+    except re.error as e:
+      raise ValueError(f"--only={args.only!r} is invalid: not a regular expression ({e}).") from e
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--sweep", required=True, help="NAME or FILE.py:NAME (anytime/configs/sweeps.py)")
+  p.add_argument("--root", default="", help="directory of the runs (default runs/<sweep name>)")
+  mode = p.add_mutually_exclusive_group()
+  mode.add_argument("--dry", action="store_true", help="list runs, tokens, accelerator-hours")
+  mode.add_argument("--print", action="store_true", help="print one command per unfinished run")
+  mode.add_argument("--array_file", default="", help="write job-array files (PATH, PATH.wsd)")
+  mode.add_argument("--status", action="store_true", help="progress of the sweep under --root")
+  p.add_argument("--jobs", type=int, default=1, help="runs at once (local), ETA concurrency")
+  p.add_argument("--only", default="", help="regular expression: only runs whose name matches")
+  p.add_argument("--python", default=sys.executable, help="interpreter of the runs")
+  p.add_argument("--mfu", type=float, default=DEFAULT_MFU, help="assumed MFU for hours / ETA")
+  p.add_argument("--peak_tflops", type=float, default=H100_BF16_PEAK / 1e12, help="per device")
+  p.add_argument("--summary_only", action="store_true", help="--dry: no per-run lines")
+  p.add_argument("--tokens_per_s", type=float, default=0.0, help="--dry: wall time at this rate")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  sweep = sc.load_sweep(args.sweep)
+  args.root = os.path.abspath(args.root or os.path.join("runs", sweep.name))
+  _check_args(args)
+  runs = sc.expand(sweep)
+  if args.only:
+    runs = [r for r in runs if re.search(args.only, r.name)]
+    if not runs:
+      raise ValueError(f"--only={args.only!r} matches none of the sweep's run names.")
+  peak = args.peak_tflops * 1e12
+  if args.dry:
+    kw = dict(per_run=not args.summary_only, tokens_per_s=args.tokens_per_s)
+    print(dry_listing(sweep, runs, peak=peak, mfu=args.mfu, **kw))
+  elif args.print:
+    print(print_commands(runs, args.root, args.python))
+  elif args.array_file:
+    print("\n".join(write_array_files(runs, args.root, args.python, args.array_file)))
+  elif args.status:
+    print(progress(args.root, runs, jobs=args.jobs, peak=peak, mfu=args.mfu))
+  else:
+    os.makedirs(args.root, exist_ok=True)
+    outcome = run_local(runs, args.root, jobs=args.jobs, python=args.python)
+    print(", ".join(f"{k}: {len(v)}" for k, v in outcome.items()))
+    return 1 if outcome["failed"] else 0
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run(main)
