@@ -1,0 +1,164 @@
+"""A sweep's runs on disk: the trainer's eval logs, and where each run stands.
+
+Split from :mod:`anytime.sweeps.common` (which still re-exports every name here): common says
+what a sweep *is* (validation, expansion into runs); this module reads what the runs *did*,
+from ``<root>/<run name>/``, without importing JAX or the trainer.
+
+- :func:`read_eval_log` is the one reader of the trainer's ``<workdir>/eval.jsonl``
+  (a header record, then one record per evaluation; see anytime/lm/train.py).
+- :func:`run_state` / :func:`progress_step` / :func:`parent_ready`: the launcher's view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+  from anytime.sweeps.common import Run
+
+
+@dataclasses.dataclass
+class EvalLog:
+  """A run's ``eval.jsonl``: its (latest) header and its evaluations by step."""
+
+  header: dict
+  evals: dict[int, dict]  # step -> {"tokens", "is_horizon", "horizon", "loss": {key: float}}
+
+  @property
+  def total_steps(self) -> int:
+    return int(self.header["total_steps"])
+
+  @property
+  def done(self) -> bool:
+    return self.total_steps in self.evals
+
+  def loss(self, step: int, key: str) -> float | None:
+    record = self.evals.get(int(step))
+    if record is None or key not in record["loss"]:
+      return None
+    return record["loss"][key]
+
+  def curve(self, key: str) -> tuple[list[int], list[float]]:
+    """(tokens, losses) of every evaluation holding ``key``, in step order."""
+    steps = [s for s in sorted(self.evals) if key in self.evals[s]["loss"]]
+    return [self.evals[s]["tokens"] for s in steps], [self.evals[s]["loss"][key] for s in steps]
+
+
+def _float(v) -> float:
+  return float(v)  # the trainer writes non-finite losses as "nan" / "inf" strings
+
+
+def read_eval_log(workdir: str) -> EvalLog | None:
+  """The eval log of ``workdir``, or None if it has neither a header nor evaluations.
+
+  A resumed run appends a new header (the last one wins); evaluations of the
+  same step are deduplicated, the latest kept. Without a header, the run's
+  length and steps per Chinchilla come from the last evaluation's ``run`` and
+  ``chinchilla`` fields. Format: anytime/lm/train.py.
+  """
+  path = os.path.join(workdir, "eval.jsonl")
+  if not os.path.exists(path):
+    return None
+  from anytime.lm.metrics import read_jsonl
+
+  header, evals = None, {}
+  for record in read_jsonl(path):
+    if record.get("kind") == "header":
+      header = record
+    elif record.get("kind") == "eval":
+      loss = {k: _float(v) for k, v in record["loss"].items()}
+      evals[int(record["step"])] = {**record, "loss": loss}
+  if header is None and evals:  # eval records are self-contained: rebuild the fields used here
+    last = evals[max(evals)]
+    spc = round(last["step"] / last["chinchilla"]) if last.get("chinchilla") else None
+    if "run" in last and spc:
+      header = {"total_steps": last["run"]["total_steps"], "steps_per_chinchilla": spc}
+  if header is None:
+    return None
+  return EvalLog(header=header, evals=evals)
+
+
+def loss_at_horizon(log: EvalLog, horizon: float, key: str) -> float | None:
+  """The loss of ``key`` at ``horizon`` (Chinchilla multiples) of a run, if evaluated."""
+  spc = int(log.header["steps_per_chinchilla"])
+  return log.loss(round(horizon * spc), key)
+
+
+def finite(x: float | None) -> bool:
+  return x is not None and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Where a run stands (the launcher's view of <root>/<name>).
+
+LOCK = "launcher.lock"  # {"pid", "host", "started"} while the launcher runs it
+STALE_SECONDS = 1800  # a run of another host counts as running if its logs moved this recently
+STATES = ("done", "running", "partial", "todo", "unsupported")
+
+
+def workdir(root: str, run: Run) -> str:
+  return os.path.join(root, run.name)
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _lock_alive(path: str) -> bool:
+  try:
+    with open(os.path.join(path, LOCK)) as f:
+      lock = json.load(f)
+  except (OSError, ValueError):
+    return False
+  if lock.get("host") == socket.gethostname():
+    return _pid_alive(int(lock["pid"]))
+  logs = [os.path.join(path, n) for n in ("train.jsonl", "eval.jsonl")]
+  times = [os.path.getmtime(p) for p in logs if os.path.exists(p)]
+  return bool(times) and time.time() - max(times) < STALE_SECONDS
+
+
+def run_state(root: str, run: Run) -> str:
+  """One of STATES for ``run`` under ``root``."""
+  if not run.supported:
+    return "unsupported"
+  path = workdir(root, run)
+  log = read_eval_log(path)
+  if log is not None and log.done and log.total_steps == run.total_steps:
+    return "done"
+  if _lock_alive(path):
+    return "running"
+  if log is not None or os.path.isdir(os.path.join(path, "checkpoints")):
+    return "partial"
+  return "todo"
+
+
+def progress_step(root: str, run: Run) -> int:
+  """The latest step a run has logged (its start step if none)."""
+  from anytime.lm.metrics import read_jsonl
+
+  path = workdir(root, run)
+  steps = [run.start_step]
+  for kind in ("train", "eval"):
+    steps += [
+      int(r["step"]) for r in read_jsonl(os.path.join(path, f"{kind}.jsonl")) if "step" in r
+    ]
+  return min(max(steps), run.total_steps)
+
+
+def parent_ready(root: str, run: Run) -> bool:
+  """A branch can start: its parent's checkpoint at the branch step is complete on disk."""
+  if run.parent is None:
+    return True
+  return os.path.isdir(os.path.join(root, run.parent, "checkpoints", str(run.parent_step)))
