@@ -1,6 +1,6 @@
 """anytime: horizon-free learning-rate schedules and weight averaging for Optax.
 
-The public API (DESIGN.md section 2): the schedules of :mod:`anytime.schedules`,
+The public API (docs/design.md section 3): the schedules of :mod:`anytime.schedules`,
 the averaging rules, :func:`with_averaging` and :func:`averaged_params`.
 """
 

@@ -1,4 +1,4 @@
-"""theory: SGD on linear regression under source/capacity conditions (see DESIGN.md).
+"""theory: SGD on linear regression under source/capacity conditions (see docs/design.md).
 
 * :class:`Problem`: the data distribution (capacity, source, dim, noise, kurtosis, batch).
 * :func:`risk_curve`: exact expected excess risk of SGD with any ``anytime.schedules``

@@ -2,7 +2,7 @@
 
 The argument is a comma-separated list of ``key=value`` presets (all optional):
 
-  model     one of PRESETS: 150m, 300m (the reference, DESIGN.md section 3), or a CPU
+  model     one of PRESETS: 150m, 300m (the reference, docs/design.md section 5), or a CPU
             miniature: tiny (tests), nano, 1m, 5m, 15m
   schedule  constant | inverse_sqrt | polynomial | cosine | wsd | linear_decay
   horizon   run length, in Chinchilla multiples (or in steps with unit=steps)

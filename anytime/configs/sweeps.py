@@ -1,7 +1,7 @@
 """Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"mini"`` or ``"smoke"``.
 
-A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (DESIGN.md
-section 3). ``anytime/sweeps/launch.py`` expands it into runs of configs/lm.py and
+A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (docs/design.md
+section 5). ``anytime/sweeps/launch.py`` expands it into runs of configs/lm.py and
 launches them; ``anytime/sweeps/report.py`` turns their eval logs into the
 per-horizon table. Every run is ``python -m anytime.lm
 --config=configs/lm.py:<model, schedule, horizon, lr, b2, seed> --workdir=<root>/<name>``
@@ -78,7 +78,7 @@ def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDic
 def _paper(model: str) -> ml_collections.ConfigDict:
   horizons = (1, 2, 4, 8, 16, 32) if model == "150m" else (1, 2, 4, 8, 16)
   s = _base(model, model, horizons, lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.98, 0.99))
-  s.cosine.extra_lrs = (1e-2,)  # DESIGN.md section 3: +1e-2 for cosine at 1-8x
+  s.cosine.extra_lrs = (1e-2,)  # docs/design.md section 5: +1e-2 for cosine at 1-8x
   s.cosine.extra_lrs_max_horizon = 8.0
   # The data: pre-tokenized C4 with the T5 tokenizer (set data.path on the command line).
   return s

@@ -2,7 +2,7 @@
 
 One mesh with axes ``(data, fsdp, tensor)`` and ``Auto`` axis types (under
 ``Explicit`` axes every gather and integer-label loss would need an explicit
-``out_sharding``, DESIGN.md section 6). Parameters carry logical axis names
+``out_sharding``, docs/design.md section 7). Parameters carry logical axis names
 (:mod:`anytime.lm.model`); :data:`RULES` maps them to mesh axes. A dimension
 that the mapped mesh axes do not divide is replicated instead. The batch is
 split over ``data x fsdp``; optimizer-state leaves that mirror a parameter
