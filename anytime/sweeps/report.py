@@ -8,7 +8,7 @@ Reads every run's eval log (anytime.sweeps.common.read_eval_log) and writes to
 the paper's, seed-to-seed noise, compute), ``table.csv``, ``noise.csv``,
 ``compute.csv``, three figures (``loss_vs_tokens.png``,
 ``delta_vs_horizon.png``, ``long_cosine.png``) and ``runs/<name>.png``, the
-curves of every anytime run.
+curves of every anytime run; the figures are drawn by :mod:`anytime.sweeps.figures`.
 
 Selection, as in the paper: at each horizon, the tuned cosine loss is the
 minimum over the cosine runs of that horizon (peak LR x b2) of their final
@@ -31,6 +31,7 @@ import statistics
 
 from anytime import cli
 from anytime.sweeps import common as sc
+from anytime.sweeps import figures
 
 # The paper's published Figure 2 numbers (Meterez et al. 2026, arXiv 2602.03702): the tuned
 # cosine loss and each anytime method's difference from it, per model and horizon. Shipped with
@@ -428,173 +429,8 @@ def report(sweep, runs, root: str, out: str, *, reference: str = "", reference_m
   text = markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, reference_model)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(text)
-  plot_all(out, sweep, results, rows, vs, ref, noise_rows)
+  figures.plot_all(out, sweep, results, rows, vs, ref, noise_rows)
   return rows, text
-
-
-# --------------------------------------------------------------------------------------------
-# Figures.
-
-
-def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
-def _legend(ax) -> None:
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7)
-
-
-def _log_x(ax) -> None:
-  from matplotlib.ticker import NullFormatter
-
-  ax.set_xscale("log")
-  ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _envelope(rows: list[Row]) -> tuple[list[int], list[float]]:
-  pts = [(r.tokens, r.cosine.loss) for r in rows if r.cosine is not None]
-  return [t for t, _ in pts], [x for _, x in pts]
-
-
-def _curves_panel(ax, run: sc.Run | None, log: sc.EvalLog | None, rows: list[Row], title: str):
-  """A run's raw and averaged validation curves vs tokens, with the tuned-cosine envelope."""
-  if log is not None:
-    keys = sorted({k for e in log.evals.values() for k in e["loss"]}, key=lambda k: k != "raw")
-    for key in keys:
-      t, y = log.curve(key)
-      style = dict(color="0.55", lw=1.0) if key == "raw" else dict(lw=1.3)
-      ax.plot(t, y, label=key, **style)
-  env_t, env_l = _envelope(rows)
-  ax.plot(env_t, env_l, "k-o", ms=4, lw=1.6, label="tuned cosine (per horizon)")
-  _log_x(ax)
-  ax.set_title(title, fontsize=9)
-  ax.set_xlabel("training tokens")
-  ax.set_ylabel("validation loss")
-  if env_l:
-    ax.set_ylim(min(env_l) - 0.15 * (max(env_l) - min(env_l) + 0.1), max(env_l) + 0.5)
-  _legend(ax)
-
-
-def plot_loss_vs_tokens(path, sweep, results, rows, vs) -> None:
-  """Each anytime method's run selected at the longest horizon: raw and averaged curves."""
-  plt = _pyplot()
-  tuned = [v for v in vs if v.method in sc.ANYTIME_METHODS]
-  logged = {run.method for run, _ in results}
-  methods = [m for m in sc.ANYTIME_METHODS if m in logged and any(v.method == m for v in tuned)]
-  fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(5.5 * max(len(methods), 1), 4.2))
-  axes = [axes] if not hasattr(axes, "__len__") else list(axes)
-  for ax, method in zip(axes, methods, strict=False):
-    variant = next(v for v in tuned if v.method == method)
-    pick = next((r.picks[variant.label] for r in reversed(rows) if r.picks[variant.label]), None)
-    run, log = None, None
-    if pick is not None:
-      run, log = next(
-        (rl for rl in results if rl[0].method == method and rl[0].seed == sweep.seeds[0]
-         and (rl[0].lr, rl[0].b2, rl[0].offset) == (pick.lr, pick.b2, pick.offset)), (None, None),
-      )  # fmt: skip
-    title = f"{method}: {_config(run.lr, run.b2, run.offset)}" if run else method
-    _curves_panel(ax, run, log, rows, title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def plot_every_anytime_run(directory, results, rows) -> list[str]:
-  """``<directory>/<run name>.png`` for every anytime run (raw and averaged curves)."""
-  plt = _pyplot()
-  os.makedirs(directory, exist_ok=True)
-  written = []
-  for run, log in results:
-    if run.method not in sc.ANYTIME_METHODS:
-      continue
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    _curves_panel(ax, run, log, rows, run.name)
-    fig.tight_layout()
-    fig.savefig(os.path.join(directory, f"{run.name}.png"), dpi=100)
-    plt.close(fig)
-    written.append(run.name)
-  return written
-
-
-def plot_delta_vs_horizon(path, rows, vs, ref, noise_std) -> None:
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  hs = [r.horizon for r in rows]
-  for i, v in enumerate(vs):
-    d = [r.delta(v.label) for r in rows]
-    pts = [(h, x) for h, x in zip(hs, d, strict=True) if x is not None]
-    if pts:
-      ax.plot(*zip(*pts, strict=True), "-o", color=f"C{i}", label=v.label, ms=4)
-    if ref and v.reference:
-      rp = [(h, ref[h][v.reference]) for h in hs if h in ref]
-      if rp:
-        ax.plot(*zip(*rp, strict=True), "--", color=f"C{i}", lw=0.9, alpha=0.7)
-  ax.axhline(0, color="k", lw=0.8)
-  if noise_std:
-    band = 2 * math.sqrt(2) * noise_std
-    ax.axhspan(-band, band, color="0.85", zorder=0, label="±2 std of a seed difference")
-  ax.set_xscale("log", base=2)
-  ax.set_xticks(hs, [f"{h:g}x" for h in hs])
-  ax.set_xlabel("horizon (x Chinchilla)")
-  ax.set_ylabel("Δ loss vs tuned cosine (nats)")
-  ax.set_title("dashed: the paper" if ref else "")
-  _legend(ax)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def plot_long_cosine(path, sweep, results, rows) -> None:
-  """The paper's Fig. 1: the best longest-horizon cosine run, read at every earlier horizon."""
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  longest = rows[-1].cosine if rows else None
-  found = None
-  if longest is not None:
-    found = next(
-      (rl for rl in results if rl[0].method == "cosine" and rl[0].horizon == rows[-1].horizon
-       and rl[0].seed == sweep.seeds[0] and (rl[0].lr, rl[0].b2) == (longest.lr, longest.b2)),
-      None,
-    )  # fmt: skip
-  if found is not None:
-    run, log = found
-    t, y = log.curve("raw")
-    ax.plot(
-      t,
-      y,
-      color="C3",
-      lw=1.2,
-      label=f"cosine to {run.horizon:g}x ({_config(run.lr, run.b2, None)})",
-    )
-    pts = [(r.tokens, sc.loss_at_horizon(log, r.horizon, "raw")) for r in rows]
-    pts = [p for p in pts if p[1] is not None]
-    if pts:
-      ax.plot(*zip(*pts, strict=True), "s", color="C3", ms=5, label="... at each horizon")
-  env_t, env_l = _envelope(rows)
-  ax.plot(env_t, env_l, "k-o", ms=4, label="tuned cosine per horizon")
-  _log_x(ax)
-  ax.set_xlabel("training tokens")
-  ax.set_ylabel("validation loss")
-  if env_l:
-    ax.set_ylim(min(env_l) - 0.1, max(env_l) + 0.6)
-  _legend(ax)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def plot_all(out, sweep, results, rows, vs, ref, noise_rows=()) -> None:
-  std = statistics.median(n.std for n in noise_rows) if noise_rows else None
-  plot_loss_vs_tokens(os.path.join(out, "loss_vs_tokens.png"), sweep, results, rows, vs)
-  plot_delta_vs_horizon(os.path.join(out, "delta_vs_horizon.png"), rows, vs, ref, std)
-  plot_long_cosine(os.path.join(out, "long_cosine.png"), sweep, results, rows)
-  plot_every_anytime_run(os.path.join(out, "runs"), results, rows)
 
 
 def main(argv=None) -> int:
