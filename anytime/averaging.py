@@ -205,6 +205,10 @@ def _validate_rules(rules: Mapping[str, AveragingRule]) -> dict[str, AveragingRu
   return dict(rules)
 
 
+def _is_float(x) -> bool:
+  return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
 def with_averaging(
   inner: optax.GradientTransformation,
   rules: Mapping[str, AveragingRule],
@@ -225,6 +229,12 @@ def with_averaging(
   so the training trajectory is that of ``inner``. The averages are stored in
   ``dtype`` (float32 by default, also for bfloat16 parameters) and, being
   elementwise functions of the parameters, get their sharding under ``jit``.
+  Whatever the storage dtype, the step count, the weight ``c_k`` and the update
+  are computed in at least float32 (in float16, ``k`` overflows and ``1/k``
+  underflows past 65,504 updates, freezing the average); only the result is
+  rounded to ``dtype``. Leaves that are not floating point (integer counters,
+  booleans) are not averaged: each average carries the latest iterate's value
+  in the leaf's own dtype (averaging would truncate them silently).
 
   Place it outermost, or inside ``optax.MultiSteps``; when it wraps
   ``MultiSteps`` or ``apply_if_finite`` it recognises their non-steps and does
@@ -254,12 +264,13 @@ def with_averaging(
   dtype = jnp.dtype(dtype)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(f"dtype={dtype} must be a floating dtype, e.g. float32.")
+  compute_dtype = jnp.promote_types(dtype, jnp.float32)  # float32, or float64 if asked
 
   def init_fn(params):
     # copy=True: a float32 param would otherwise share its buffer with the
     # average, and donating params and state together would donate it twice.
     def copy(p):
-      return jnp.array(p, dtype=dtype, copy=True)
+      return jnp.array(p, dtype=dtype if _is_float(p) else None, copy=True)
 
     averages = {name: jax.tree.map(copy, params) for name in rules}
     return AveragingState(
@@ -272,15 +283,21 @@ def with_averaging(
     updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     real = _real_update_flag(state.inner_state, inner_state)
     count = state.count + real.astype(jnp.int32)
-    k = jnp.maximum(count, 1).astype(dtype)
+    k = jnp.maximum(count, 1).astype(compute_dtype)
     # c = 0 on a non-step leaves every average as it was.
-    weights = [jnp.where(real, rule(k), 0.0).astype(dtype) for rule in rules.values()]
+    weights = [jnp.where(real, rule(k), 0.0).astype(compute_dtype) for rule in rules.values()]
     new_params = optax.apply_updates(params, updates)
     names = list(rules)
 
     def average_leaf(w, *avgs):
-      w = w.astype(dtype)
-      return tuple(a + c * (w - a) for a, c in zip(avgs, weights, strict=True))
+      if not _is_float(w):  # carried, not averaged (see the docstring)
+        return tuple(jnp.where(real, w, a) for a in avgs)
+      w = w.astype(compute_dtype)
+      out = []
+      for a, c in zip(avgs, weights, strict=True):
+        a = a.astype(compute_dtype)
+        out.append((a + c * (w - a)).astype(dtype))
+      return tuple(out)
 
     per_leaf = jax.tree.map(average_leaf, new_params, *(state.averages[n] for n in names))
     # Unzip the per-leaf tuples into one tree per rule.

@@ -395,3 +395,48 @@ def test_rules_keep_numpy_float64_without_x64():
   np.testing.assert_allclose(
     anytime.proportional_ema(12.5)(k), 1 - 0.5 ** (12.5 / (k + 1)), rtol=1e-14
   )
+
+
+def _average_after_jump(dtype, rule, updates_before: int, jump: float):
+  """The average after ``updates_before`` real updates at w = 0 and one more at w = jump."""
+  tx = anytime.with_averaging(optax.sgd(1.0), {"a": rule}, dtype=dtype)
+  params = {"w": jnp.zeros((), jnp.float32)}
+  state = tx.init(params)
+  zero = {"w": jnp.zeros((), jnp.float32)}
+  step = jax.jit(lambda s: tx.update(zero, s, params)[1])
+  state = jax.lax.fori_loop(0, updates_before, lambda _, s: step(s), state)
+  grad = {"w": jnp.asarray(-jump, jnp.float32)}  # sgd(1.0): w = 0 - (-jump)
+  _, state = tx.update(grad, state, params)
+  return int(state.count), float(anytime.averaged_params(state)["a"]["w"])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_low_precision_averages_keep_moving_past_100k_updates(dtype):
+  # In float16, k = 100,001 overflows (max 65,504) and 1/k would underflow: the average froze.
+  # The weight is computed in float32, so update 100,001 moves a Polyak average by jump/100,001
+  # and a proportional EMA by (1 - 0.5**(gamma/100,001)) * jump (closed forms).
+  n, jump = 100_000, 1000.0
+  count, polyak_avg = _average_after_jump(dtype, anytime.polyak(), n, jump)
+  assert count == n + 1
+  expected = jump / (n + 1)
+  np.testing.assert_allclose(polyak_avg, expected, rtol=1e-2 if dtype != jnp.float32 else 1e-6)
+  _, ema_avg = _average_after_jump(dtype, anytime.proportional_ema(25.0), n, jump)
+  expected = (1 - 0.5 ** (25.0 / (n + 1))) * jump
+  np.testing.assert_allclose(ema_avg, expected, rtol=1e-2 if dtype != jnp.float32 else 1e-5)
+
+
+def test_integer_leaves_are_carried_not_averaged():
+  # An integer leaf averaged in float and cast back would truncate (the Polyak mean of the
+  # iterates 1..4 is 2.5 -> 2); non-float leaves carry the latest iterate, in their own dtype.
+  identity = optax.GradientTransformation(lambda p: optax.EmptyState(), lambda u, s, p=None: (u, s))
+  tx = anytime.with_averaging(identity, {"p": anytime.polyak(), "e": anytime.ema(0.5)})
+  params = {"w": jnp.zeros(2), "n": jnp.asarray(0, jnp.int32)}
+  state = tx.init(params)
+  for k in range(1, 5):
+    new = {"w": jnp.full(2, float(k)), "n": jnp.asarray(k, jnp.int32)}
+    _, state = tx.update(jax.tree.map(lambda a, b: a - b, new, params), state, params)
+    params = new
+  avgs = anytime.averaged_params(state)
+  for name in ("p", "e"):
+    assert avgs[name]["n"].dtype == jnp.int32 and int(avgs[name]["n"]) == 4
+  np.testing.assert_allclose(avgs["p"]["w"], np.full(2, (1 + 2 + 3 + 4) / 4), rtol=1e-6)
