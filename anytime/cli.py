@@ -82,3 +82,47 @@ def print_rows(rows: list[dict], skip: tuple[str, ...] = ()) -> None:
   """One indented ``key=value`` line per row, leaving out the ``skip`` keys."""
   for r in rows:
     print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k not in skip))
+
+
+# Checks of parsed flags, each raising one ValueError that names the flag, its value and what
+# is allowed (``run`` prints it as one ``error:`` line). Called right after ``parse_args``, so
+# a bad flag fails before any compute or write.
+
+
+def require(flag: str, value, ok: bool, allowed: str):
+  """``value`` if ``ok``, else ValueError ``flag=value ...; allowed: ...``."""
+  if not ok:
+    raise ValueError(f"{flag}={value!r} is invalid; allowed: {allowed}.")
+  return value
+
+
+def at_least(flag: str, value, low):
+  """``value`` if it is >= ``low`` (every item, for a list)."""
+  for v in value if isinstance(value, list | tuple) else [value]:
+    require(flag, value, v >= low, f"a number >= {low:g}")
+  return value
+
+
+def positive(flag: str, value):
+  """``value`` if it is > 0 (every item, for a list)."""
+  for v in value if isinstance(value, list | tuple) else [value]:
+    require(flag, value, v > 0, "a number > 0")
+  return value
+
+
+def one_of(flag: str, value, allowed) -> list:
+  """``value`` (a comma-separated string or a list) as a list, every item in ``allowed``."""
+  items = [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+  bad = [v for v in items if v not in allowed]
+  require(flag, value, items and not bad, f"one or more of {', '.join(map(str, allowed))}")
+  return items
+
+
+def input_file(flag: str, path: str) -> str:
+  """``path`` if it is an existing, readable file."""
+  return require(flag, path, os.path.isfile(path) and os.access(path, os.R_OK), "a readable file")
+
+
+def input_dir(flag: str, path: str) -> str:
+  """``path`` if it is an existing directory."""
+  return require(flag, path, os.path.isdir(path), "an existing directory")

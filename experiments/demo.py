@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 import anytime
+from anytime import cli
 from anytime.sweeps import common as sweep_common
 from anytime.sweeps import launch as sweep_launcher
 from anytime.sweeps import report as sweep_report
@@ -207,8 +208,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
+  out = pathlib.Path(cli.output_dir("--out", args.out))
 
   start = time.perf_counter()
   plot_schedules(out / "schedules.png")

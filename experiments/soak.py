@@ -177,10 +177,19 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workdir", default="")
   args = parser.parse_args(argv)
+  from anytime import cli
+
+  cli.at_least("--kills", args.kills, 0)
+  cli.at_least("--steps", args.steps, 6)  # two checkpoints and six evaluations must fit
+  cli.at_least("--seed", args.seed, 0)
+  if args.workdir:
+    cli.output_dir("--workdir", args.workdir)
   workdir = args.workdir or tempfile.mkdtemp(prefix="soak-")
   summary = soak(args.kills, args.steps, args.seed, workdir)
   return 0 if summary["bitwise_equal"] else 1
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from anytime import cli
+
+  cli.run(main)

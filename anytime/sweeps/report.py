@@ -443,7 +443,8 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   sweep = sc.load_sweep(args.sweep)
   root = os.path.abspath(args.root or os.path.join("runs", sweep.name))
-  out = args.out or os.path.join(root, "report")
+  cli.input_dir("--root", root)
+  out = cli.output_dir("--out", args.out or os.path.join(root, "report"))
   if args.reference and not os.path.isfile(args.reference):
     raise ValueError(f"--reference={args.reference!r} is not a file.")
   model = args.reference_model or (sweep.model if sweep.model in ("150m", "300m") else "150m")

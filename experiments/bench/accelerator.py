@@ -31,6 +31,7 @@ import time
 
 import jax
 
+from anytime import cli
 from anytime.configs import lm as lm_config
 from anytime.lm import model as model_lib
 from anytime.lm import train
@@ -78,6 +79,13 @@ def step_seconds(tokens: int, flops_per_token: int, devices: int, mfu: float, pe
   return tokens * flops_per_token / (mfu * peak * devices)
 
 
+def _mesh(text: str, flag_value: str) -> tuple[int, int, int]:
+  parts = text.split(",")
+  ok = len(parts) == 3 and all(p.strip().isdigit() and int(p) >= 1 for p in parts)
+  cli.require("--meshes", flag_value, ok, "';'-separated data,fsdp,tensor triples of ints >= 1")
+  return tuple(int(p) for p in parts)
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--presets", default="150m,300m")
@@ -89,10 +97,14 @@ def main(argv=None) -> None:
   ap.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOP utilisation")
   ap.add_argument("--peak", type=float, default=H100_BF16_PEAK, help="per-device FLOP/s")
   args = ap.parse_args(argv)
-  meshes = [tuple(int(s) for s in m.split(",")) for m in args.meshes.split(";")]
+  presets = cli.one_of("--presets", args.presets, list(lm_config.PRESETS))
+  meshes = [_mesh(m, args.meshes) for m in args.meshes.split(";")]
+  cli.at_least("--grad_accum", args.grad_accum, 1)
+  cli.require("--mfu", args.mfu, 0 < args.mfu <= 1, "a fraction in (0, 1]")
+  cli.positive("--peak", args.peak)
   print(f"{jax.device_count()} fake CPU devices; load average {os.getloadavg()}")
   print(f"step time at MFU {args.mfu:.0%} of {args.peak / 1e12:.0f} TFLOP/s per device")
-  for preset in filter(None, args.presets.split(",")):
+  for preset in presets:
     for mesh in meshes:
       m = compiled_memory(preset, mesh, args.grad_accum, args.remat)
       devices = mesh[0] * mesh[1] * mesh[2]

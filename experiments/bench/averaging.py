@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 import anytime
+from anytime import cli
 
 GAMMAS = (6.25, 12.5, 25.0, 50.0, 100.0)
 
@@ -114,6 +115,8 @@ def main(argv=None):
   parser.add_argument("--reps", type=int, default=5, help="timed steps per variant per round")
   parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
   args = parser.parse_args(argv)
+  for flag in ("layers", "reps", "rounds"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
 
   params = model_shaped_params(layers=args.layers)
   grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)

@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 
+from anytime import cli
 from anytime.lm import corpus, data
 
 
@@ -74,6 +75,10 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--extra_text_dirs", default="")
   args = parser.parse_args(argv)
+  for flag in ("seq_len", "batch", "steps"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
+  for d in filter(None, args.extra_text_dirs.split(",")):
+    cli.input_dir("--extra_text_dirs", d)
 
   print("prepare (stdlib corpus, 4096-piece BPE, from scratch):")
   runs = [()]

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anytime import cli
 from experiments.bench import trainer as bench_trainer
 
 TOKENS, D, F = 4096, 384, 1536  # the 15m MLP at 16 x 256 tokens
@@ -118,6 +119,7 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--reps", type=int, default=8)
   args = ap.parse_args(argv)
+  cli.at_least("--reps", args.reps, 1)
   import torch
 
   cores = len(os.sched_getaffinity(0))

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import anytime
+from anytime import cli
 from experiments.linreg import common as C
 from theory import compressed, recursion
 
@@ -104,7 +105,11 @@ def main(argv=None) -> None:
   ap.add_argument("--summary", action="store_true")
   ap.add_argument("--bench_dir", default=BENCH_DIR, help="where the per-setting CSVs go")
   args = ap.parse_args(argv)
-  idx = [int(i) for i in args.settings.split(",") if i != ""]
+  allowed = [str(i) for i in range(len(C.PAPER_SETTINGS))]
+  idx = [int(i) for i in cli.one_of("--settings", args.settings, allowed)]
+  cli.at_least("--steps", args.steps, 1)
+  cli.at_least("--dim", args.dim, 1)
+  cli.output_dir("--bench_dir", args.bench_dir)
   paths = []
   for i in idx:
     a, b = C.PAPER_SETTINGS[i]

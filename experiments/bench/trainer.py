@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anytime import cli
 from anytime.configs import lm as lm_config
 from anytime.lm import model as model_lib
 from anytime.lm import sharding as sharding_lib
@@ -340,11 +341,25 @@ def main(argv=None) -> None:
     help="XLA CPU devices of this process (-1: one per core), as the trainer's --cpu_devices",
   )
   args = ap.parse_args(argv)
-  sharding_lib.set_cpu_devices(args.cpu_devices)  # before anything starts the backend
+  presets = list(lm_config.PRESETS)
+  cli.one_of("--presets", args.presets, presets)
   batches = dict(DEFAULT_BATCH)
   for item in filter(None, args.batch.split(",")):
-    key, value = item.split("=")
+    key, _, value = item.partition("=")
+    ok = key in presets and value.isdigit() and int(value) >= 1
+    cli.require("--batch", args.batch, ok, "PRESET=N items, N >= 1, e.g. 15m=64")
     batches[key] = int(value)
+  cli.at_least("--rounds", args.rounds, 1)
+  cli.at_least("--steps", args.steps, 1)
+  try:
+    re.compile(args.variants)
+  except re.error:
+    cli.require("--variants", args.variants, False, "a regular expression")
+  if args.profile:
+    cli.one_of("--profile", args.profile, presets)
+  cli.require("--cpu_devices", args.cpu_devices, args.cpu_devices == -1 or args.cpu_devices >= 1,
+              "-1 (one per core) or an integer >= 1")  # fmt: skip
+  sharding_lib.set_cpu_devices(args.cpu_devices)  # before anything starts the backend
   print(f"devices: {jax.devices()}, load average {os.getloadavg()}")
   if args.profile:
     batch = batches.get(args.profile, 32)

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from anytime import cli
 from anytime.laws.continued import fit_loss_compute, fit_power_law, plan_continuation
 
 # Known laws of the demo: loss-compute, LR*(C) = lr_k C^lr_p, B*(C) = b_k C^b_p (B* = 128 at
@@ -48,6 +49,16 @@ def main(argv=None) -> None:
   ap.add_argument("--out", default=os.path.join("results", "laws"))
   ap.add_argument("--demo", action="store_true")
   args = ap.parse_args(argv)
+  if args.proxies:
+    cli.input_file("--proxies", args.proxies)
+  cli.positive("--checkpoint_loss", args.checkpoint_loss)
+  if args.extra_compute is not None:
+    cli.positive("--extra_compute", args.extra_compute)
+  if not args.demo and not args.proxies:
+    raise ValueError("give --proxies FILE.csv or --demo (neither given).")
+  if args.proxies and (not args.checkpoint_loss or args.extra_compute is None):
+    raise ValueError("--checkpoint_loss and --extra_compute are required with --proxies.")
+  cli.output_dir("--out", args.out)
   truth_compute = []
   if args.demo:
     compute, loss, lr, batch = demo_proxies()

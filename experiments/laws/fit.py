@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 import anytime
+from anytime import cli
 from anytime.laws import AnnealingLaw, ForwardMomentumLaw, MultiPowerLaw, from_schedule, read_runs
 from anytime.laws.curves import curve_from_records, lookup
 
@@ -133,7 +134,16 @@ def main(argv=None) -> None:
     law = MultiPowerLaw(lr_power=args.lr_power, gain=args.gain, gamma_max=args.gamma_max)
   else:
     law = LAWS[args.law]()
-  os.makedirs(args.out, exist_ok=True)
+  if not (args.runs or args.lm_workdirs or args.demo):
+    raise ValueError("give --runs FILE.jsonl, --lm_workdirs DIR[,DIR...] or --demo (none given).")
+  if args.runs and not args.demo:
+    cli.input_file("--runs", args.runs)
+  for d in filter(None, (args.lm_workdirs or "").split(",")):
+    cli.input_dir("--lm_workdirs", d)
+  cli.require("--fit", args.fit, all(args.fit.split(",")), "comma-separated run names")
+  cli.at_least("--warmup_steps", args.warmup_steps, 0)
+  cli.at_least("--min_step", args.min_step, 0)
+  cli.output_dir("--out", args.out)
   if args.demo:
     args.runs = os.path.join(args.out, "demo_runs.jsonl")
     demo_runs(args.runs)

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from anytime import cli
 from anytime.laws.optimal_lr import fit_lr_law, fit_lr_optimum
 
 DEMO_LAW = (np.log(0.5), -0.30, -0.10)  # ln C, alpha, beta
@@ -61,6 +62,13 @@ def read_rows(path: str) -> list[dict]:
   return [{k: float(r[k]) for k in ("n", "d", "lr", "loss")} for r in rows]
 
 
+def _positive_number(text: str) -> bool:
+  try:
+    return float(text) > 0
+  except ValueError:
+    return False
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--sweeps")
@@ -68,6 +76,15 @@ def main(argv=None) -> None:
   ap.add_argument("--out", default=os.path.join("results", "laws"))
   ap.add_argument("--demo", action="store_true")
   args = ap.parse_args(argv)
+  for p in args.predict:
+    nd = p.split(",")
+    ok = len(nd) == 2 and all(_positive_number(v) for v in nd)
+    cli.require("--predict", p, ok, "N,D: two numbers > 0, e.g. 1e9,5e10")
+  if args.sweeps:
+    cli.input_file("--sweeps", args.sweeps)
+  elif not args.demo:
+    raise ValueError("give --sweeps FILE.csv or --demo (neither given).")
+  cli.output_dir("--out", args.out)
   if args.demo:
     rows = demo_rows()
     args.predict = args.predict or ["1e9,5e10", "3e9,2e11"]

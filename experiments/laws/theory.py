@@ -27,6 +27,7 @@ import numpy as np
 
 import anytime
 import theory
+from anytime import cli
 from anytime.laws import AnnealingLaw, ForwardMomentumLaw, MultiPowerLaw, from_schedule
 
 PROBLEMS = {"a1.5_b1.5": (1.5, 1.5), "a1.5_b3.0": (1.5, 3.0)}
@@ -237,7 +238,10 @@ def main(argv=None) -> None:
     "--fit", default=",".join(FIT), help="schedules to fit on (names as in the table)"
   )
   args = parser.parse_args(argv)
-  fit = tuple(args.fit.split(","))
+  cli.at_least("--steps", args.steps, 100)
+  names = list(schedules(1.0, args.steps, 0.0))  # those of every setting (gamma* varies)
+  fit = tuple(cli.one_of("--fit", args.fit, names))
+  cli.output_dir("--out", args.out)
   tag = "" if fit == FIT else "_fit-" + "+".join(fit)
   pred_rows, choice_rows, plots = run(args.steps, args.out, fit, tag)
   plot(plots, os.path.join(args.out, f"theory_fit{tag}.png"), fit)

@@ -22,6 +22,7 @@ import numpy as np
 
 import anytime
 import theory
+from anytime import cli
 from experiments.linreg import horizons as H
 from theory import rates
 
@@ -41,12 +42,14 @@ def _mc_check():
   return rec, exact, mc
 
 
-def main(out_dir: str | None = None, argv=None) -> str:
+def main(argv=None, out_dir: str | None = None) -> str:
+  """``argv`` first: ``python -m experiments.linreg demo`` calls ``main(flags)``; the full demo
+  (experiments/demo.py) passes ``out_dir`` by name."""
   if out_dir is None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join("out", "demo", "theory"))
     out_dir = ap.parse_args(argv).out
-  os.makedirs(out_dir, exist_ok=True)
+  cli.output_dir("--out", out_dir)
   t_start = time.time()
   p = theory.Problem(capacity=CAPACITY, source=SOURCE, dim=math.inf, noise_variance=NOISE)
   spec = theory.compressed.spectrum(p, head=128, ratio=1.05, tail_end=1e8)

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import anytime
+from anytime import cli
 from experiments.linreg import common as C
 from theory import rates, recursion
 
@@ -140,6 +141,9 @@ def main(argv=None):
   ap.add_argument("--mode", default="compressed", choices=["compressed", "full"])
   ap.add_argument("--out", default=C.RESULTS)
   args = ap.parse_args(argv)
+  cli.at_least("--steps", args.steps, 10)
+  cli.at_least("--dim", args.dim, 1)
+  cli.output_dir("--out", args.out)  # before minutes of compute, not after
   summary, curves = [], []
   for a, b in C.PAPER_SETTINGS + EXTRA_SETTINGS:
     t0 = time.time()

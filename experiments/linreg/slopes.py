@@ -27,6 +27,7 @@ import numpy as np
 
 import anytime
 import theory
+from anytime import cli
 from experiments.linreg import common as C
 from theory import rates, recursion
 
@@ -152,6 +153,8 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=10**6)
   ap.add_argument("--out", default=C.RESULTS)
   args = ap.parse_args(argv)
+  cli.at_least("--steps", args.steps, 100)  # slopes are read over the last decades
+  cli.output_dir("--out", args.out)
   rows = measure(args.steps)
   C.write_csv(os.path.join(args.out, "slopes.csv"), rows)
   plot(rows, os.path.join(args.out, "slopes.png"))

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from anytime import optim
+from anytime import cli, optim
 from experiments.mup import common as mup_common
 
 # name -> (parameterization, readout_zero_init)
@@ -134,7 +134,12 @@ def main(argv=None) -> None:
   parser.add_argument("--seq_len", type=int, default=64)
   parser.add_argument("--source", default="stdlib", choices=("stdlib", "synthetic"))
   args = parser.parse_args(argv)
-  os.makedirs(args.out, exist_ok=True)
+  for flag in ("steps", "seeds", "layers", "heads", "batch", "seq_len"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
+  ok = all(w >= args.heads and w % args.heads == 0 for w in args.widths)
+  cli.require("--widths", args.widths, ok, f"multiples of --heads={args.heads}")
+  cli.positive("--lrs", args.lrs)
+  cli.output_dir("--out", args.out)
   setup = mup_common.Setup(
     layers=args.layers,
     heads=args.heads,

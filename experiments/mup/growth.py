@@ -29,6 +29,7 @@ import time
 import jax
 import numpy as np
 
+from anytime import cli
 from anytime.configs import lm as lm_config
 from anytime.lm import data as data_lib
 from anytime.lm import growth, train
@@ -130,7 +131,14 @@ def main(argv=None) -> None:
   parser.add_argument("--noise", type=float, default=1e-3, help="x RMS, hidden kernels")
   parser.add_argument("--parameterizations", nargs="+", default=["standard", "mup"])
   args = parser.parse_args(argv)
-  os.makedirs(args.out, exist_ok=True)
+  for flag in ("factor", "pre", "steps", "batch"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
+  for flag in ("lr", "eps"):
+    cli.positive(f"--{flag}", getattr(args, flag))
+  for flag in ("weight_decay", "noise"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 0)
+  cli.one_of("--parameterizations", args.parameterizations, ("standard", "mup"))
+  cli.output_dir("--out", args.out)
   start = time.time()
   results = {par: compare(par, args) for par in args.parameterizations}
   with open(os.path.join(args.out, "growth.csv"), "w", newline="") as f:

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from anytime import cli
 from anytime.laws import optimal_lr
 from anytime.lm.metrics import read_jsonl
 from experiments.mup import common as mup_common
@@ -238,7 +239,14 @@ def main(argv=None) -> None:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--report_only", action="store_true")
   args = parser.parse_args(argv)
-  os.makedirs(args.out, exist_ok=True)
+  heads = mup_common.Setup().heads
+  ok = all(w >= heads and w % heads == 0 for w in args.widths)
+  cli.require("--widths", args.widths, ok, f"multiples of the {heads} heads")
+  for flag in ("steps", "eval_batches"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
+  cli.at_least("--max_points", args.max_points, 5)  # the optimum is a 5-point fit
+  cli.at_least("--seeds", args.seeds, 0)
+  cli.output_dir("--out", args.out)
   setup = mup_common.Setup()
   start = time.time()
   if not args.report_only:

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from anytime import optim
+from anytime import cli, optim
 from anytime.lm.metrics import read_jsonl
 from experiments.mup import common as mup_common
 
@@ -88,10 +88,15 @@ def main(argv=None) -> None:
   parser.add_argument("--groups", nargs="+", default=list(optim.PARAM_GROUPS))
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   args = parser.parse_args(argv)
-  unknown = sorted(set(args.groups) - set(optim.PARAM_GROUPS))
-  if unknown:
-    parser.error(f"--groups {unknown} unknown; allowed: {optim.PARAM_GROUPS}")
-  os.makedirs(args.out, exist_ok=True)
+  cli.one_of("--groups", args.groups, optim.PARAM_GROUPS)
+  heads = mup_common.Setup().heads
+  cli.require("--width", args.width, args.width >= heads and args.width % heads == 0,
+              f"a multiple of the {heads} heads")  # fmt: skip
+  cli.positive("--lr", args.lr)
+  for flag in ("steps", "eval_batches"):
+    cli.at_least(f"--{flag}", getattr(args, flag), 1)
+  cli.at_least("--seeds", args.seeds, 0)
+  cli.output_dir("--out", args.out)
   setup = mup_common.Setup()
   log_path = os.path.join(args.out, "module_lr.jsonl")
   done = {

@@ -7,7 +7,7 @@ import pytest
 def test_theory_demo_writes_table_and_png(tmp_path):
   from experiments.linreg import demo as theory_demo
 
-  path = theory_demo.main(str(tmp_path))
+  path = theory_demo.main(out_dir=str(tmp_path))
   with open(path) as f:
     text = f.read()
   assert (tmp_path / "theory_demo.png").stat().st_size > 10_000
