@@ -169,6 +169,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # gradient, is made NaN, to exercise the stop / skip behaviour. 0 = off.
   cfg.debug_nan_step = 0
   cfg.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul at start (CPU)
+
+  # Weights & Biases: the same scalars as TensorBoard, next to the JSONL and TensorBoard files
+  # (anytime/lm/metrics.py). Needs the optional extra: pip install 'anytime-schedules[wandb]'.
+  cfg.wandb = ml_collections.ConfigDict()
+  cfg.wandb.project = ""  # W&B project to log to; "" = off (the wandb package is never imported)
+  cfg.wandb.entity = ""  # team or user owning the project; "" = the logged-in user's default
+  cfg.wandb.name = ""  # the W&B run's display name; "" = W&B's generated name
+  # online (streams to the server) | offline (files under the workdir, or $WANDB_DIR, for a later
+  # `wandb sync`) | disabled (every W&B call a no-op) | "" = $WANDB_MODE, else online.
+  cfg.wandb.mode = ""
   return cfg
 
 

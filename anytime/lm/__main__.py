@@ -4,6 +4,11 @@ Trains (resuming from DIR when it holds a checkpoint) or, with ``--dry_run``,
 prints the start-up report only. Several processes (one per host, or several
 on localhost for tests) join with ``--num_processes``, ``--process_id`` and
 ``--coordinator``; on CPU they use gloo collectives.
+
+Any config field is set with ``--config.FIELD=VALUE`` (e.g. ``--config.opt.lr=3e-4``); the
+fields and what each means are listed, with comments, in anytime/configs/lm.py. A mistake on
+the command line (unknown field, missing config file, bad workdir) is one line on stderr and
+exit code 2, before anything starts (anytime/lm/usage.py).
 """
 
 from __future__ import annotations
@@ -61,13 +66,42 @@ def _initialize_distributed() -> None:
   )
 
 
+def _refuse(message: str) -> None:
+  """One line on stderr and exit code 2: a command-line mistake, reported before any start-up."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, preceded by :mod:`anytime.lm.usage`'s checks (see the docstring)."""
+  from anytime.lm import usage
+
+  help_flag = usage.wants_help(argv)
+  if help_flag:
+    app.usage(shorthelp=help_flag not in ("-helpfull", "--helpfull"), writeto_stdout=True)
+    sys.exit(0)
+  try:
+    usage.check_config(argv)  # on the arguments as typed, so messages quote them
+    return flags.FLAGS(_resolve_config_argv(argv))
+  except ValueError as e:
+    _refuse(str(e))
+  except flags.Error as e:  # e.g. a value of the wrong type: "flag --config.opt.lr=abc: ..."
+    _refuse(str(e).splitlines()[0])
+  return []  # not reached
+
+
 def main(argv) -> None:
+  from anytime.lm import usage
+
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None:
-    raise app.UsageError("--config=configs/lm.py:ARGS is required")
+    _refuse(f"unexpected arguments {argv[1:]}; flags are --name=value (see --help)")
   if not _DRY_RUN.value and not _WORKDIR.value:
-    raise app.UsageError("--workdir is required (unless --dry_run)")
+    _refuse("--workdir is required (unless --dry_run)")
+  if _WORKDIR.value and not _DRY_RUN.value:
+    try:
+      usage.check_workdir(_WORKDIR.value)
+    except ValueError as e:
+      _refuse(str(e))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   _configure_cpu_devices()
@@ -76,7 +110,9 @@ def main(argv) -> None:
 
   try:
     train.run(_CONFIG.value, _WORKDIR.value or "", dry_run=_DRY_RUN.value)
-  except (ValueError, train.NonFiniteLossError) as e:
+  except ValueError as e:  # the config's values (train.validate), before any compute
+    _refuse(str(e))
+  except train.NonFiniteLossError as e:  # the run failed, not its input: exit code 1
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
 
@@ -95,5 +131,4 @@ def _resolve_config_argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-  sys.argv = _resolve_config_argv(sys.argv)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

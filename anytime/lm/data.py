@@ -34,9 +34,7 @@ never shares a document with the training split.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -49,11 +47,11 @@ import numpy as np
 from anytime.lm import corpus, prepare
 from anytime.lm.rows import DocumentRows, WindowRows, mix_seed
 from anytime.lm.synthetic import MarkovChain, markov_chain, sample_chain
+from anytime.lm.token_files import TokenData, open_token_dir, read_meta
 
 SOURCES = ("synthetic", "stdlib", "tokens")
 SAMPLINGS = ("windows", "documents")
 STATE_FORMAT = "anytime.lm.data/1"
-_SAMPLED_CHECK = 1 << 16  # token ids checked against vocab_size when a token file is opened
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -174,7 +172,7 @@ def validate_data_config(
   else:  # tokens
     if not data_cfg.path:
       _fail("path", data_cfg.path, 'source "tokens" needs the token-file directory')
-    train_tokens = _read_meta(data_cfg.path)["splits"]["train"]["tokens"]
+    train_tokens = read_meta(data_cfg.path)["splits"]["train"]["tokens"]
 
   if train_tokens is not None and seq_len is not None and _rows_possible(train_tokens, seq_len) < 1:
     raise ValueError(
@@ -188,105 +186,7 @@ def _rows_possible(num_tokens: int, seq_len: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Token sources.
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenData:
-  """Both splits of a source as 1-D integer arrays (memory maps for token files)."""
-
-  train: np.ndarray
-  val: np.ndarray
-  vocab_size: int
-  eos_id: int | None
-  identity: str  # names the data for iterator-state checks
-
-
-def _read_meta(path: str) -> dict:
-  """meta.json of a token dir, with its header checked against the files on disk."""
-  meta_path = os.path.join(path, prepare.META_FILE)
-  if not os.path.isdir(path):
-    _fail("path", path, "not a directory (expected train.bin, val.bin, meta.json)")
-  if not os.path.isfile(meta_path):
-    _fail("path", path, f"no {prepare.META_FILE} in it (write token dirs with anytime.lm.prepare)")
-  try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-  except (OSError, json.JSONDecodeError) as err:
-    raise ValueError(f"{meta_path}: not readable JSON ({err})") from err
-  where = f"{meta_path}:"
-  for field in ("dtype", "vocab_size", "eos_id", "splits"):
-    if field not in meta:
-      raise ValueError(f"{where} missing field {field!r}")
-  if meta.get("format", prepare.FORMAT) != prepare.FORMAT:
-    raise ValueError(f"{where} format={meta['format']!r}, expected {prepare.FORMAT!r}")
-  if meta["dtype"] not in ("uint16", "uint32"):
-    raise ValueError(f"{where} dtype={meta['dtype']!r}, allowed: 'uint16', 'uint32'")
-  vocab = meta["vocab_size"]
-  if not isinstance(vocab, int) or vocab < 1:
-    raise ValueError(f"{where} vocab_size={vocab!r}, expected a positive integer")
-  if meta["dtype"] == "uint16" and vocab > 2**16:
-    raise ValueError(f"{where} vocab_size={vocab} does not fit dtype uint16 (use uint32)")
-  eos = meta["eos_id"]
-  if eos is not None and (not isinstance(eos, int) or not 0 <= eos < vocab):
-    raise ValueError(f"{where} eos_id={eos!r}, expected null or an id in [0, {vocab})")
-  itemsize = np.dtype(meta["dtype"]).itemsize
-  for split, default_file in prepare.SPLIT_FILES.items():
-    info = meta["splits"].get(split)
-    if not isinstance(info, dict) or not isinstance(info.get("tokens"), int):
-      raise ValueError(f"{where} splits.{split}.tokens missing (an integer token count)")
-    file = os.path.join(path, info.get("file", default_file))
-    if not os.path.isfile(file):
-      raise ValueError(f"{where} split {split!r}: file {file} does not exist")
-    size = os.path.getsize(file)
-    if size % itemsize or size // itemsize != info["tokens"]:
-      raise ValueError(
-        f"{file}: {size} bytes is not {info['tokens']} tokens of {meta['dtype']} "
-        f"({info['tokens'] * itemsize} bytes) as {prepare.META_FILE} says: wrong dtype or a "
-        "truncated/foreign file"
-      )
-    if info["tokens"] < 2:
-      raise ValueError(f"{file}: {info['tokens']} tokens, need at least 2")
-  return meta
-
-
-def open_token_dir(path: str) -> TokenData:
-  """Memory-maps a token dir after checking meta.json, file sizes and a sample of the ids."""
-  meta = _read_meta(path)
-  arrays = {}
-  for split, default_file in prepare.SPLIT_FILES.items():
-    file = os.path.join(path, meta["splits"][split].get("file", default_file))
-    tokens = np.memmap(file, dtype=meta["dtype"], mode="r")
-    _check_ids(tokens, meta["vocab_size"], file)
-    arrays[split] = tokens
-  identity = (
-    f"tokens:{meta.get('tokenizer_sha256', '')}:"
-    f"{meta['splits']['train']['tokens']}:{meta['splits']['val']['tokens']}"
-  )
-  return TokenData(arrays["train"], arrays["val"], meta["vocab_size"], meta["eos_id"], identity)
-
-
-def _check_ids(tokens: np.ndarray, vocab: int, file: str) -> None:
-  """Both ends and a fixed random sample of positions must hold ids below vocab."""
-  n = len(tokens)
-  rng = np.random.default_rng(0)
-  positions = np.unique(
-    np.concatenate(
-      [
-        np.arange(min(n, 4096)),
-        np.arange(max(0, n - 4096), n),
-        rng.integers(0, n, size=min(n, _SAMPLED_CHECK)),
-      ]
-    )
-  )
-  sample = np.asarray(tokens[positions])
-  bad = np.flatnonzero(sample >= vocab)
-  if bad.size:
-    k = bad[0]
-    raise ValueError(
-      f"{file}: token id {int(sample[k])} at position {int(positions[k])} is out of range for "
-      f"vocab_size={vocab} (checked {positions.size} sampled positions; wrong dtype or vocab?)"
-    )
+# Token sources (token-file directories: anytime.lm.token_files).
 
 
 @functools.lru_cache(maxsize=8)
@@ -320,7 +220,7 @@ def vocab_size(data_cfg) -> int:
   """Vocabulary of the source: the tokenizer's (stdlib), meta.json's (tokens), data.vocab_size."""
   validate_data_config(data_cfg)
   if data_cfg.source == "tokens":
-    return int(_read_meta(data_cfg.path)["vocab_size"])
+    return int(read_meta(data_cfg.path)["vocab_size"])
   if data_cfg.source == "stdlib":
     return int(data_cfg.tokenizer_vocab_size)
   return int(data_cfg.vocab_size)

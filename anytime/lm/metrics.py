@@ -1,14 +1,18 @@
-"""Metric records of a run: JSONL files plus TensorBoard event files (tensorboardX).
+"""Metric records of a run: JSONL files, TensorBoard event files (tensorboardX) and, when the
+config names a project, Weights & Biases.
 
 ``MetricWriter.write(kind, record)`` appends ``record`` (a JSON-able dict with
 an integer ``step``) as one line to ``<workdir>/<kind>.jsonl`` and logs its
 numeric fields, nested dicts flattened to ``a/b``, as TensorBoard scalars under
-``kind/``. Only process 0 writes. ``truncate_after(step)`` drops records past a
-step, so a resumed run does not leave the records of the lost steps behind.
+``kind/`` (and as the same W&B scalars at the same step). Only process 0 writes.
+``truncate_after(step)`` drops records past a step, so a resumed run does not leave
+the records of the lost steps behind. The JSONL files are the record the project's
+own tools read; TensorBoard and W&B are views of it, so they get exactly its scalars.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -53,19 +57,89 @@ def read_jsonl(path: str) -> list[dict]:
   return records
 
 
-class MetricWriter:
-  """JSONL + TensorBoard writer for one workdir (a no-op on processes other than 0)."""
+# wandb.mode: "" leaves it to W&B ($WANDB_MODE, else online).
+WANDB_MODES = ("", "online", "offline", "disabled")
+WANDB_FIELDS = ("project", "entity", "name", "mode")  # the config's wandb group (configs/lm.py)
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+
+def validate_wandb_config(wandb_cfg) -> None:
+  """ValueError naming the field, its value and what is allowed (and when the wandb package is
+  missing); imports nothing, so it runs before any compute."""
+  known = set(WANDB_FIELDS)
+  unknown = sorted(set(wandb_cfg.keys()) - known)
+  if unknown:
+    raise ValueError(f"unknown wandb field(s) {unknown}; known fields: {sorted(known)}")
+  for field in sorted(known):
+    value = wandb_cfg.get(field)
+    if not isinstance(value, str):
+      raise ValueError(f"wandb.{field}={value!r} is invalid: expected a string")
+  if wandb_cfg.mode not in WANDB_MODES:
+    raise ValueError(f"wandb.mode={wandb_cfg.mode!r} is invalid: allowed: {WANDB_MODES}")
+  if not wandb_cfg.project and (wandb_cfg.entity or wandb_cfg.name):
+    raise ValueError(
+      f"wandb.project={wandb_cfg.project!r} is invalid: wandb.entity / wandb.name are set, but W&B "
+      "logs nothing without a project (set wandb.project, or clear them)"
+    )
+  if wandb_cfg.project and importlib.util.find_spec("wandb") is None:
+    raise ValueError(
+      f"wandb.project={wandb_cfg.project!r} needs the wandb package: "
+      "pip install 'anytime-schedules[wandb]' (or set wandb.project='')"
+    )
+
+
+def _start_wandb(wandb_cfg, workdir: str, config: dict | None):
+  """A W&B run for ``wandb_cfg`` (imported here, so a run without W&B never loads it).
+
+  Its files go to $WANDB_DIR when set, else under the workdir (not the current directory). A
+  resumed training starts a new W&B run: the old one may hold steps past the checkpoint.
+  """
+  import wandb
+
+  return wandb.init(
+    project=wandb_cfg.project,
+    entity=wandb_cfg.entity or None,
+    name=wandb_cfg.name or None,
+    mode=wandb_cfg.mode or None,
+    dir=None if os.environ.get("WANDB_DIR") else workdir,
+    config=config,
+  )
+
+
+class MetricWriter:
+  """JSONL + TensorBoard (+ W&B) writer for one workdir (a no-op on processes other than 0).
+
+  ``wandb``: the config's ``wandb`` group (None or an empty project: no W&B); ``config``: the
+  run's whole config as a dict, logged once as the W&B run's config. Use it as a context
+  manager, or call :meth:`close` (also on failure): the W&B run is then finished with exit code
+  1, so it shows as failed rather than running forever.
+  """
+
+  def __init__(
+    self,
+    workdir: str,
+    tensorboard: bool = True,
+    wandb: Any = None,
+    config: dict | None = None,
+  ):
     self.workdir = workdir
     self.enabled = jax.process_index() == 0
     self._tb = None
+    self._wandb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
       if tensorboard:
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      if wandb is not None and wandb.project:
+        validate_wandb_config(wandb)
+        self._wandb = _start_wandb(wandb, workdir, config)
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    self.close(failed=exc_type is not None)
 
   def path(self, kind: str) -> str:
     return os.path.join(self.workdir, f"{kind}.jsonl")
@@ -75,10 +149,15 @@ class MetricWriter:
       return
     with open(self.path(kind), "a") as f:
       f.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
-    if self._tb is not None and "step" in record:
-      for name, value in _flatten(record).items():
-        if math.isfinite(value):
-          self._tb.add_scalar(f"{kind}/{name}", value, int(record["step"]))
+    if "step" not in record or (self._tb is None and self._wandb is None):
+      return
+    step = int(record["step"])
+    scalars = {f"{kind}/{k}": v for k, v in _flatten(record).items() if math.isfinite(v)}
+    if self._tb is not None:
+      for name, value in scalars.items():
+        self._tb.add_scalar(name, value, step)
+    if self._wandb is not None and scalars:
+      self._wandb.log(scalars, step=step)
 
   def truncate_after(self, step: int) -> None:
     """Removes records with ``step`` > ``step`` from every JSONL file of the workdir."""
@@ -96,9 +175,14 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.flush()
 
-  def close(self) -> None:
+  def close(self, failed: bool = False) -> None:
+    """Closes the writers (idempotent); ``failed`` marks the W&B run as crashed."""
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
+    if self._wandb is not None:
+      run, self._wandb = self._wandb, None
+      run.finish(exit_code=1 if failed else 0)
 
 
 # ----------------------------------------------------------------------------
