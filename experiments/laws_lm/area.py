@@ -41,7 +41,6 @@ and ``area_clock.png`` (loss against LR area: the constant curve and each run's 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 
@@ -313,10 +312,11 @@ def _plot(all_curves: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p = ll.parser(__doc__)
   p.add_argument("--root", default="runs/laws_lm", help="the runs' workdirs")
   p.add_argument("--out", default="results/laws/lm", help="CSV + PNG output directory")
   args = p.parse_args(argv)
+  args.root = ll.open_root("--root", args.root)
   rows, fits, powers, capacity, all_curves = [], [], [], [], {}
   for key, horizon, per_seed, min_step in complete_sets(args.root):
     curves = seed_mean(per_seed)

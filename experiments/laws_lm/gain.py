@@ -260,7 +260,7 @@ def main(argv=None) -> int:
   dev = argparse.ArgumentParser(add_help=False)
   dev.add_argument("--dev", action="store_true")
   known, rest = dev.parse_known_args(argv)
-  args = prereg.parse(rest, __doc__, PHASES, "write the forecast and stop")
+  args = prereg.parse(rest, __doc__, PHASES, "write the forecast and stop", reads_only=known.dev)
   if known.dev:  # the dev table: reads the six dev sets' logs, trains nothing
     rows = dev_rows(args.root)
     os.makedirs(args.out, exist_ok=True)

@@ -210,7 +210,7 @@ def refit(root: str, out: str, data: str = "", figure: str = "long_forecast.png"
   for min_step in MIN_STEPS:
     curves = mean_curves(root, LABELS, min_step, data)
     for fit_set, law in itertools.product((FIT_SET, *POSTHOC_FIT_SETS), ll.SCHEDULE_LAWS):
-      got = ll._fit_and_predict(curves, fit_set, law, out, "dense-mean", plot=False)
+      got, _ = ll._fit_and_predict(curves, fit_set, law)
       rows += [dict(min_step=min_step, **r) for r in got]
       if (min_step, fit_set, law[0]) == (MIN_STEPS[0], FIT_SET, "multipower"):
         fitted = law[1]().fit([curves[k] for k in fit_set], **law[2])

@@ -1,7 +1,7 @@
 """The LR half of laws_lm: per-sweep optima, the (N, D) LR law, equivalent compute, seed noise.
 
-Checks 2 and 3 of experiments/laws_lm/grid.py (which runs them from its ``main``) on that module's
-grid and logs:
+Checks 2 and 3 of experiments/laws_lm/grid.py (which runs them from its ``main``) on the grid and
+logs of experiments/laws_lm/runs.py (imported by both, so neither imports the other):
 
 - :func:`lr_optima`: per (width, budget) the quadratic-in-ln-LR optimum of the final loss
   averaged over the seeds that finished (optionally on a window of LRs around the best);
@@ -21,7 +21,7 @@ import numpy as np
 from anytime.laws.continued import fit_loss_compute, fit_power_law
 from anytime.laws.optimal_lr import fit_lr_law, fit_lr_optimum
 from anytime.sweeps import common as sc
-from experiments.laws_lm import grid as ll
+from experiments.laws_lm import runs as ll
 
 
 def sweep_losses(root: str, runs: list[sc.Run]) -> dict:

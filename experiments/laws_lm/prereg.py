@@ -9,19 +9,22 @@ import os
 from collections.abc import Callable
 
 from anytime import cli
-from experiments.laws_lm import grid as ll
+from experiments.laws_lm import runs as ll
 
 
-def parse(argv, doc: str, phases: tuple[str, ...], prereg_help: str) -> argparse.Namespace:
-  """laws_lm's run arguments plus ``--prereg`` and ``--phase`` (one of ``phases``), checked."""
-  p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+def parse(
+  argv, doc: str, phases: tuple[str, ...], prereg_help: str, reads_only: bool = False
+) -> argparse.Namespace:
+  """laws_lm's run arguments plus ``--prereg`` and ``--phase`` (one of ``phases``), checked
+  (``reads_only``: the command trains nothing, so ``--root`` may be an archive)."""
+  p = ll.parser(doc)
   ll.add_run_args(p, jobs=2)
   p.add_argument("--prereg", action="store_true", help=prereg_help)
   p.add_argument(
     "--phase", default="all", help=f"which runs to train: one of {phases} (default all)"
   )
   args = p.parse_args(argv)
-  ll.check_run_args(args)
+  ll.check_run_args(args, reads_only=reads_only)
   if args.phase not in phases:
     raise ValueError(f"--phase={args.phase!r} is invalid: allowed {phases}.")
   return args

@@ -31,7 +31,6 @@ Design (committed before any of these runs existed; the forecast is not refitted
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 
@@ -151,7 +150,7 @@ def check(root: str, prereg: list[dict]) -> tuple[list[dict], list[dict]] | None
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p = ll.parser(__doc__)
   ll.add_run_args(p, jobs=2)
   args = p.parse_args(argv)
   ll.check_run_args(args)

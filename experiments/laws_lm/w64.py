@@ -34,7 +34,6 @@ D. Across sizes: the same dense set at width 48 (peak 7.07e-3, the grid LR neare
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import os
@@ -195,20 +194,26 @@ def lr_check(root: str, prereg: list[dict], horizon: float = HORIZON) -> list[di
 
 
 def schedule_check(root: str, out: str, min_step: int) -> list[dict]:
-  """laws_lm's schedule laws on width 64's dense curves (seed 0 and the seed means)."""
+  """laws_lm's schedule laws on width 64's dense curves (seed 0 and the seed means); the seed
+  means' fits in one figure, ``schedule_law_w64.png`` (fit sets x laws)."""
   runs = schedule_runs()
   if any(ll.final_loss(root, r) is None for r in runs):
     return []
-  rows = []
+  rows, panels = [], {}
   for evals in ("dense", "dense-mean"):
     curves = ll.schedule_curves(root, runs, min_step, evals, width=WIDTH)
     for fit_set, law in itertools.product(ll.FIT_SETS, ll.SCHEDULE_LAWS):
-      rows += [
-        dict(width=WIDTH, fit_evals=evals, **r)
-        for r in ll._fit_and_predict(
-          curves, fit_set, law, out, evals, tag=f"_w{WIDTH}", plot=evals == "dense-mean"
-        )
-      ]
+      got, fitted = ll._fit_and_predict(curves, fit_set, law)
+      rows += [dict(width=WIDTH, fit_evals=evals, **r) for r in got]
+      panels[fit_set, law[0]] = (curves, fitted, fit_set, f"{law[0]}, {evals} curves")
+  labels = [label for label, *_ in ll.SCHEDULE_LAWS]
+  ll.plot_schedule_panels(
+    panels,
+    ll.FIT_SETS,
+    labels,
+    os.path.join(out, f"schedule_law_w{WIDTH}.png"),
+    f"width {WIDTH}, peak LR {SCHEDULE_LR:g}: rows fit sets, columns laws (dense seed means)",
+  )
   return rows
 
 
@@ -256,7 +261,7 @@ def size_check(root: str, laws_root: str, out: str, min_step: int) -> list[dict]
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p = ll.parser(__doc__)
   ll.add_run_args(p, jobs=1)
   p.add_argument(
     "--laws_root", default="results/laws/lm/runs", help="laws_lm's logs (the prereg fits)"
@@ -264,6 +269,8 @@ def main(argv=None) -> int:
   p.add_argument("--prereg", action="store_true", help="write the predictions and stop")
   args = p.parse_args(argv)
   ll.check_run_args(args)
+  if not args.dry:
+    args.laws_root = ll.open_root("--laws_root", args.laws_root)
   runs = grid()
   prereg_paths = {h: os.path.join(args.out, prereg_name(h)) for h in HORIZONS}
   if args.dry:
