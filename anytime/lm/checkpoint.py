@@ -11,17 +11,23 @@ are kept permanently; the rolling ones beyond the ``keep`` latest are pruned.
 
 Integrity (docs/reliability.md): every save records a checksum of each state
 leaf (a wrapping sum of its bit patterns, plain and position-weighted, computed
-on the devices) in ``meta``; a restore recomputes it. :meth:`restore_latest`
+on the devices) in ``meta``, and the sha256 of the data-iterator state and of
+the rest of ``meta`` itself; a restore recomputes all three, so no part of a
+checkpoint (params, optimizer state, averages, data state, metadata) can be
+changed without the restore noticing. :meth:`restore_latest`
 walks back from the newest step: a checkpoint that cannot be read (truncated,
 emptied, garbled files) or whose checksums disagree is moved aside to
 ``<directory>.corrupt/<step>`` with a warning naming it, and the next older one
 is tried, so a run never resumes from garbage. A checkpoint whose arrays have
-other shapes or another structure than the current model's is refused with
-:class:`CheckpointMismatchError` (never silently re-initialised).
+other shapes or another structure or dtypes than the current model's is refused with
+:class:`CheckpointMismatchError` (never silently re-initialised, and never
+quarantined: the checkpoint is fine, the config is not).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -35,6 +41,12 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 CHECKSUM_KEY = "_checksums"  # meta key of the per-leaf checksums (removed on restore)
+DATA_SHA_KEY = "_data_sha256"  # meta key of the data state's hash (removed on restore)
+META_SHA_KEY = "_meta_sha256"  # meta key of the hash of the rest of meta (removed on restore)
+
+
+def _json_sha256(obj: Any) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -132,7 +144,8 @@ class Checkpointer:
 
     ``meta`` is stored with the state's checksums (see the module docstring).
     """
-    meta = {**meta, CHECKSUM_KEY: checksums(state)}
+    meta = {**meta, CHECKSUM_KEY: checksums(state), DATA_SHA_KEY: _json_sha256(data_state)}
+    meta[META_SHA_KEY] = _json_sha256(meta)
     args = ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=ocp.args.JsonSave(data_state),
@@ -160,7 +173,9 @@ class Checkpointer:
     """
     try:
       tree = self._manager.item_metadata(int(step)).state.tree
-      saved = {k: tuple(v.shape) for k, v in _flat(tree).items()}
+      saved_meta = _flat(tree)
+      saved = {k: tuple(v.shape) for k, v in saved_meta.items()}
+      saved_dtypes = {k: str(getattr(v, "dtype", "")) for k, v in saved_meta.items()}
     except Exception as err:  # any read failure means a damaged checkpoint
       raise CorruptCheckpointError(
         f"checkpoint step {step} in {self.directory}: metadata unreadable ({type(err).__name__}: "
@@ -183,6 +198,19 @@ class Checkpointer:
         f"{where} was written by a model of another shape ({len(diff)} arrays differ: {shown}"
         f"{' ...' if len(diff) > 4 else ''}). Use the config the run was started with "
         "(model.* fields), or a fresh workdir."
+      )
+    wanted_dtypes = {k: str(v.dtype) for k, v in _flat(like).items()}
+    diff = [
+      (k, saved_dtypes[k], wanted_dtypes[k])
+      for k in wanted
+      if saved_dtypes[k] and saved_dtypes[k] != wanted_dtypes[k]
+    ]
+    if diff:
+      shown = ", ".join(f"{k}: saved {a}, config {b}" for k, a, b in diff[:4])
+      raise CheckpointMismatchError(
+        f"{where} holds arrays of other dtypes than the configured model/optimizer ({len(diff)} "
+        f"arrays differ: {shown}{' ...' if len(diff) > 4 else ''}). Use the config the run was "
+        "started with (e.g. opt.averages_dtype, model.dtype), or a fresh workdir."
       )
 
   def restore(self, step: int | None, like: Any, shardings: Any) -> tuple[Any, dict, dict]:
@@ -208,9 +236,15 @@ class Checkpointer:
       raise CorruptCheckpointError(
         f"{where}: unreadable ({type(err).__name__}: {str(err)[:200]})"
       ) from err
-    expected = meta.pop(CHECKSUM_KEY, None)
     if not isinstance(data_state, dict):
       raise CorruptCheckpointError(f"{where}: data or meta item damaged")
+    meta_sha = meta.pop(META_SHA_KEY, None)  # absent in checkpoints of older versions
+    if meta_sha is not None and _json_sha256(meta) != meta_sha:
+      raise CorruptCheckpointError(f"{where}: its metadata (meta item) was changed after saving")
+    data_sha = meta.pop(DATA_SHA_KEY, None)
+    if data_sha is not None and _json_sha256(data_state) != data_sha:
+      raise CorruptCheckpointError(f"{where}: its data-iterator state was changed after saving")
+    expected = meta.pop(CHECKSUM_KEY, None)
     if expected is not None:
       got = checksums(out.state)
       if got != expected:

@@ -72,12 +72,27 @@ def _garble_meta(step_dir):
     fh.write(b"\x00{garbage")
 
 
+def _edit_data_step(step_dir):
+  # A well-formed edit of the data-iterator state (its step): it still parses, so only the
+  # checkpoint's hash of the data state can tell. Before, the run resumed on other data.
+  import json
+
+  path = os.path.join(step_dir, "data", "metadata")
+  with open(path) as f:
+    data_state = json.load(f)
+  assert "step" in data_state, data_state
+  data_state["step"] += 1
+  with open(path, "w") as f:
+    json.dump(data_state, f)
+
+
 @pytest.mark.parametrize(
   "corrupt",
   [
     pytest.param(_truncate, marks=pytest.mark.slow),
     _empty,
     _garble_data,
+    _edit_data_step,
     pytest.param(_garble_meta, marks=pytest.mark.slow),
   ],
   ids=lambda f: f.__name__[1:],
@@ -113,6 +128,10 @@ def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
   with open(meta_file) as f:
     meta = json.load(f)
   meta[checkpoint_lib.CHECKSUM_KEY][3][0] ^= 1
+  # Re-sign the metadata, so that only the array checksum disagrees (an edit of meta alone is
+  # caught by its own hash: test_edited_meta_is_caught).
+  meta.pop(checkpoint_lib.META_SHA_KEY)
+  meta[checkpoint_lib.META_SHA_KEY] = checkpoint_lib._json_sha256(meta)
   with open(meta_file, "w") as f:
     json.dump(meta, f)
   cfg = _cfg()
@@ -125,6 +144,45 @@ def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
     ckpt.restore(STEPS, trainer.abstract, trainer.shardings)
   _, _, meta = ckpt.restore(STEPS - 2, trainer.abstract, trainer.shardings)
   assert meta["step"] == STEPS - 2 and checkpoint_lib.CHECKSUM_KEY not in meta
+
+
+def test_edited_meta_is_caught(base, tmp_path):
+  import json
+
+  workdir = str(tmp_path / "run")
+  shutil.copytree(base[0], workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  meta_file = os.path.join(ckpt_dir, str(STEPS), "meta", "metadata")
+  with open(meta_file) as f:
+    meta = json.load(f)
+  meta["tokens"] += 1
+  with open(meta_file, "w") as f:
+    json.dump(meta, f)
+  cfg = _cfg()
+  mcfg, plan, mesh_shape = train.validate(cfg)
+  trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
+  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True, async_save=False)
+  with pytest.raises(checkpoint_lib.CorruptCheckpointError, match=f"step {STEPS} in .*: its metadata"):
+    ckpt.restore(STEPS, trainer.abstract, trainer.shardings)
+
+
+def test_checkpoint_of_other_dtypes_is_refused_not_quarantined(base, tmp_path):
+  # Another averages dtype: same shapes, other dtypes. Before, every checkpoint failed its
+  # restore, all were moved to checkpoints.corrupt and the run restarted from step 0.
+  workdir = str(tmp_path / "run")
+  shutil.copytree(base[0], workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  before = sorted(os.listdir(ckpt_dir))
+  cfg = _cfg(**{"opt.averages_dtype": "bfloat16"})
+  mcfg, plan, mesh_shape = train.validate(cfg)
+  trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
+  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, async_save=False)
+  with pytest.raises(
+    checkpoint_lib.CheckpointMismatchError, match=r"other dtypes.*float32.*bfloat16"
+  ):
+    ckpt.restore_latest(trainer.abstract, trainer.shardings)
+  assert sorted(os.listdir(ckpt_dir)) == before
+  assert not os.path.exists(ckpt_dir + ".corrupt")
 
 
 def test_every_checkpoint_damaged_stops_instead_of_reinitialising(base, tmp_path):
