@@ -1,7 +1,6 @@
 """experiments/results.py: the run-log archives (deterministic, lossless) and the rebuild check;
 experiments/laws_lm reading an archive as it reads the folder. Synthetic folders, seconds."""
 
-import filecmp
 import json
 import math
 import os
@@ -131,12 +130,10 @@ def test_laws_lm_reads_an_archive_as_the_folder(tmp_path, monkeypatch):
   folder = tmp_path / "runs"
   runs = _cosine_logs(folder)
   results.pack(str(folder), str(tmp_path / "runs.tar.xz"))
-  outs = {}
+  optima = {}
   for key, root in (("folder", str(folder)), ("archive", str(tmp_path / "runs.tar.xz"))):
-    opened = ll.open_root("--root", root)
-    outs[key] = tmp_path / key
-    laws_lm_lr.lr_law(laws_lm_lr.lr_optima(opened, runs), str(outs[key]))
-  assert filecmp.cmp(outs["folder"] / "lr_law.csv", outs["archive"] / "lr_law.csv", shallow=False)
+    optima[key] = laws_lm_lr.lr_optima(ll.open_root("--root", root), runs)
+  assert len(optima["folder"]) == 8 and optima["archive"] == optima["folder"]
   # Once packed and removed, the folder's name (the docs' commands) opens the archive, read only.
   extracted = ll.open_root("--root", str(tmp_path / "runs.tar.xz"))
   os.rename(folder, tmp_path / "gone")
