@@ -100,7 +100,7 @@ def _start_wandb(wandb_cfg, workdir: str, config: dict | None):
     entity=wandb_cfg.entity or None,
     name=wandb_cfg.name or None,
     mode=wandb_cfg.mode or None,
-    dir=None if os.environ.get("WANDB_DIR") else workdir,
+    dir=os.environ.get("WANDB_DIR") or workdir,  # read now: wandb caches its first setup
     config=config,
   )
 
