@@ -364,14 +364,14 @@ ARCHIVE = ".tar.xz"  # experiments/results.py packs a study's run folders into <
 _OPENED: dict[str, str] = {}  # archive (absolute) -> its extraction, one per process
 
 
-def open_root(flag: str, path: str, *, trains: bool = False) -> str:
+def open_root(flag: str, path: str, *, trains: bool = False, missing_ok: bool = False) -> str:
   """The directory of run logs named by ``flag``'s ``path``.
 
   ``path`` is a directory, an archive ``*.tar.xz``, or a directory that was packed (gone, with
   ``<path>.tar.xz`` beside it: the commands in the docs name the folder). An archive is read
   only, so a command that ``trains`` refuses it; otherwise it is extracted once per process to a
   temporary directory removed at exit. A directory that does not exist is refused unless the
-  command ``trains`` (it then holds the new runs).
+  command ``trains`` (it then holds the new runs) or ``missing_ok``.
   """
   archive = path if path.endswith(ARCHIVE) else None
   if archive is None and not os.path.isdir(path) and os.path.isfile(path.rstrip("/") + ARCHIVE):
@@ -379,7 +379,7 @@ def open_root(flag: str, path: str, *, trains: bool = False) -> str:
   if archive is None:
     if os.path.exists(path) and not os.path.isdir(path):
       raise ValueError(f"{flag}={path!r} is a file, neither a directory of runs nor a {ARCHIVE}.")
-    if not trains and not os.path.isdir(path):
+    if not (trains or missing_ok) and not os.path.isdir(path):
       raise ValueError(f"{flag}={path!r} does not exist (nor does {path.rstrip('/')}{ARCHIVE}).")
     return path
   if not os.path.isfile(archive):
@@ -443,8 +443,9 @@ def check_run_args(args: argparse.Namespace, reads_only: bool = False) -> None:
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
   if not args.dry:
-    trains = not (args.no_train or getattr(args, "prereg", False) or reads_only)
-    args.root = open_root("--root", args.root, trains=trains)
+    prereg = getattr(args, "prereg", False)  # a forecast: reads the logs it needs, if any
+    trains = not (args.no_train or prereg or reads_only)
+    args.root = open_root("--root", args.root, trains=trains, missing_ok=prereg)
 
 
 def print_dry(runs: list[sc.Run], name_width: int = 40) -> None:

@@ -114,6 +114,7 @@ def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
   monkeypatch.setattr(la, "POWERS", (1.0, 0.5))
   monkeypatch.setattr(la, "N_DRAWS", 200)
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  (tmp_path / "runs").mkdir()  # a --root that does not exist is refused first
   with pytest.raises(ValueError, match="no complete schedule set"):
     la.main(["--root", root, "--out", out])
   _write_logs(root, laws_lm_long.runs())

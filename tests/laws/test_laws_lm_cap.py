@@ -64,6 +64,7 @@ def test_protocol_on_a_known_reducible_gain_law(tmp_path, capsys, monkeypatch):
   )
   sset = SET_8U
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  (tmp_path / "runs").mkdir()  # a --root that does not exist is refused first
   args = ["--set", "8u", "--root", root, "--out", out, "--no_train"]
   paths = {k: os.path.join(out, v) for k, v in cap.files(sset).items()}
   with pytest.raises(ValueError, match="--set='4u'"):

@@ -50,6 +50,7 @@ def test_protocol_on_a_known_reducible_gain_law(tmp_path, capsys, monkeypatch):
     ),
   )
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  (tmp_path / "runs").mkdir()  # a --root that does not exist is refused first
   args = ["--root", root, "--out", out, "--no_train"]
   with pytest.raises(ValueError, match="unfinished"):
     lg.main([*args, "--prereg"])

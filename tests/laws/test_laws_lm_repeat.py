@@ -28,6 +28,7 @@ def test_protocol_on_a_known_law(tmp_path, capsys, monkeypatch):
   fast = (("multipower", MultiPowerLaw, dict(n_restarts=2)),)
   monkeypatch.setattr(laws_lm, "SCHEDULE_LAWS", fast)
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  (tmp_path / "runs").mkdir()  # a --root that does not exist is refused first
   args = ["--root", root, "--out", out, "--no_train"]
   with pytest.raises(ValueError, match="have not all finished"):
     lr.main([*args, "--prereg"])

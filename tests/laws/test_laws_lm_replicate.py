@@ -58,6 +58,7 @@ def _shift_final(root: str, name: str, delta: float) -> None:
 
 def test_check_on_a_known_law(tmp_path, capsys):
   root, out = str(tmp_path / "runs"), str(tmp_path / "out")
+  (tmp_path / "runs").mkdir()  # a --root that does not exist is refused first
   args = ["--root", root, "--out", out, "--no_train"]
   with pytest.raises(ValueError, match=r"long_prereg\.csv missing"):
     laws_lm_replicate.main(args)
