@@ -1,8 +1,11 @@
-"""Turns a directory of text files into token files: ``python -m anytime.lm.prepare``.
+"""``python -m anytime.lm.prepare``: the Beam pipeline (anytime.lm.beam_prepare), and the in-memory
+flat-token writer the cached stdlib corpus still uses.
 
-    python -m anytime.lm.prepare --input_dir=DIR --output_dir=OUT [--vocab_size=4096]
-        [--tokenizer=PATH] [--val_fraction=0.05] [--split=file|line|paragraph]
-        [--extensions=.py,.txt] [--overwrite]
+    python -m anytime.lm.prepare --input='c4-train.*.json.gz' | --input_dir=DIR --output_dir=OUT ...
+
+writes an ArrayRecord row dataset (anytime.lm.row_files; docs/data.md). The functions below,
+prepare_documents and friends, are what the stdlib corpus cache (anytime.lm.corpus) and
+experiments/laws_lm build on; they hold the corpus in memory. prepare_documents:
 
 Trains a lossless sentencepiece BPE (anytime.lm.tokenizer) on the training documents, or loads the
 one given by --tokenizer, and writes OUT/ in the token-file format that anytime.lm.data reads:
@@ -25,7 +28,6 @@ for C4-scale data write the same format with your own tokenization job.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -262,41 +264,14 @@ def _publish(tmp: str, output_dir: str, overwrite: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(
-    prog="python -m anytime.lm.prepare", description=__doc__.split("\n")[0]
-  )
-  parser.add_argument("--input_dir", required=True, help="directory of text files (recursive)")
-  parser.add_argument("--output_dir", required=True, help="where the token files go (new dir)")
-  parser.add_argument("--vocab_size", type=int, default=4096, help="BPE pieces to train")
-  parser.add_argument("--tokenizer", default=None, help="existing sentencepiece .model to use")
-  parser.add_argument("--val_fraction", type=float, default=0.05, help="held-out share of chars")
-  parser.add_argument("--split", default="file", choices=SPLITS, help="what one document is")
-  parser.add_argument("--extensions", default="", help="comma list of file suffixes to read")
-  parser.add_argument("--num_threads", type=int, default=2, help="encoding threads")
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing output_dir")
-  args = parser.parse_args(argv)
-  extensions = [e for e in args.extensions.split(",") if e] or None
-  started = time.perf_counter()
-  documents = read_text_documents(args.input_dir, split=args.split, extensions=extensions)
-  meta = prepare_documents(
-    documents,
-    args.output_dir,
-    vocab_size=args.vocab_size,
-    tokenizer_path=args.tokenizer,
-    val_fraction=args.val_fraction,
-    overwrite=args.overwrite,
-    num_threads=args.num_threads,
-    source=dict(input_dir=os.path.abspath(args.input_dir), split=args.split),
-  )
-  seconds = time.perf_counter() - started
-  tokens = sum(s["tokens"] for s in meta["splits"].values())
-  print(
-    f"wrote {args.output_dir}: vocab {meta['vocab_size']} ({meta['dtype']}), "
-    f"train {meta['splits']['train']['tokens']:,} tokens / {meta['splits']['train']['documents']}"
-    f" docs, val {meta['splits']['val']['tokens']:,} tokens / {meta['splits']['val']['documents']}"
-    f" docs; {seconds:.1f} s ({tokens / seconds:,.0f} tokens/s)"
-  )
-  return meta
+  """The command line: the Beam pipeline of anytime.lm.beam_prepare (ArrayRecord row datasets)."""
+  try:
+    from anytime.lm import beam_prepare
+  except ImportError as err:  # pragma: no cover - the trainer-only install
+    raise ValueError(
+      f"the prepare pipeline needs the beam extra: pip install -e '.[beam]' ({err})"
+    ) from err
+  return beam_prepare.main(argv)
 
 
 if __name__ == "__main__":

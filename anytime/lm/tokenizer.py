@@ -130,3 +130,81 @@ class Tokenizer:
 
   def id_to_piece(self, token_id: int) -> str:
     return self._sp.id_to_piece(int(token_id))
+
+
+# Names HF tokenizer files give their end-of-document token (GPT-NeoX/OLMo, T5-style, Llama 3).
+HF_EOS_TOKENS = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>")
+
+
+class HFTokenizer:
+  """An HF ``tokenizers`` .json file (GPT-NeoX, OLMo, ...) behind the same interface as Tokenizer.
+
+  Imported lazily: the ``tokenizers`` package is part of the ``beam`` extra, not of the trainer.
+  Encoding adds no special tokens (documents are separated by EOS when they are packed), and the
+  Rust thread pool is kept off (TOKENIZERS_PARALLELISM=false): Beam runs one worker per core and
+  threads inside each would only contend.
+  """
+
+  def __init__(self, json_bytes: bytes, eos_token: str | None = None):
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tokenizers import Tokenizer as RustTokenizer
+
+    self.model_bytes = json_bytes
+    self._tok = RustTokenizer.from_str(json_bytes.decode("utf-8"))
+    names = (eos_token,) if eos_token else HF_EOS_TOKENS
+    ids = [self._tok.token_to_id(n) for n in names]
+    found = [i for i in ids if i is not None]
+    if not found:
+      raise ValueError(
+        f"the tokenizer has no end-of-document token among {list(names)}; name it with --eos_token"
+      )
+    self._eos = int(found[0])
+
+  @property
+  def vocab_size(self) -> int:
+    return int(self._tok.get_vocab_size(with_added_tokens=True))
+
+  @property
+  def eos_id(self) -> int:
+    return self._eos
+
+  @property
+  def sha256(self) -> str:
+    return hashlib.sha256(self.model_bytes).hexdigest()
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(text, add_special_tokens=False).ids
+
+  def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
+    del num_threads  # the Rust pool is off (see the class docstring)
+    return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def load(path: str, eos_token: str | None = None) -> Tokenizer | HFTokenizer:
+  """A tokenizer file by kind: sentencepiece ``.model`` (T5's) or HF ``tokenizers`` ``.json``."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  if path.endswith(".json"):
+    return HFTokenizer(raw, eos_token)
+  if eos_token:
+    raise ValueError("--eos_token applies to HF .json tokenizers; sentencepiece has its own EOS")
+  try:
+    return Tokenizer(raw)
+  except RuntimeError as err:
+    raise ValueError(
+      f"{path}: not a sentencepiece model ({err}); HF tokenizers files must end in .json"
+    ) from err
+
+
+def kind_of(tok: Tokenizer | HFTokenizer) -> str:
+  return "hf" if isinstance(tok, HFTokenizer) else "sentencepiece"
+
+
+def from_bytes(raw: bytes, kind: str, eos_token: str | None = None) -> Tokenizer | HFTokenizer:
+  """Rebuilds a tokenizer on a Beam worker from the bytes the launcher read (see kind_of)."""
+  return HFTokenizer(raw, eos_token) if kind == "hf" else Tokenizer(raw)
