@@ -47,6 +47,22 @@ RUN_PRESETS = {
 }
 
 
+# The reference paper's model and evaluation protocol (its code: github.com/alexandrumeterez/
+# anytime-training, configs/kempner/base-c4-t5.yaml, olmo/model.py, olmo/train.py), applied to
+# the 150m and 300m presets. The CPU miniatures keep the previous choices (normal 0.02 init,
+# tanh GELU, eps 1e-6) so the committed results/mini and laws studies re-run unchanged.
+PAPER_PROTOCOL = dict(
+  init="mitchell",  # OLMo init_fn: mitchell (fan-in stds, 3-sigma truncation)
+  gelu_approximate=False,  # activation_type: gelu -> GELU(approximate="none")
+  norm_eps=1e-5,  # OLMo's layer_norm_eps
+  eval_batches=1000,  # eval_subset_num_batches: 1000 ...
+  eval_batch_size=32,  # ... of device_eval_batch_size 32 (one device): 32.8M tokens
+  eval_log_start=10**-2.1,  # eval_count_log_scale: np.logspace(-2.1, 0, 20) x max_duration ...
+  eval_round=100,  # ... each rounded down to a multiple of 100 steps
+)
+PAPER_MODELS = ("150m", "300m")
+
+
 def _parse(arg: str) -> dict[str, str]:
   out = {}
   for item in filter(None, (arg or "").split(",")):
@@ -88,7 +104,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Compute dtype: bfloat16 | float32 (parameters are always float32).
   cfg.model.dtype = args.get("dtype", run["dtype"])
   cfg.model.rope_base = 10_000.0  # RoPE base frequency
+  paper = name in PAPER_MODELS
+  # Weight init: normal (N(0, init_std^2), output projections / sqrt(2 layers)) | mitchell
+  # (the paper's OLMo init: 1/sqrt(fan_in) stds, outputs 1/sqrt(2 fan_in (layer + 1)), cut at
+  # 3 std; anytime/lm/model.py). mitchell ignores init_std.
+  cfg.model.init = PAPER_PROTOCOL["init"] if paper else "normal"
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
+  # GELU form: True = tanh approximation, False = exact erf (the paper's).
+  cfg.model.gelu_approximate = PAPER_PROTOCOL["gelu_approximate"] if paper else True
+  cfg.model.norm_eps = PAPER_PROTOCOL["norm_eps"] if paper else 1e-6  # layer-norm epsilon
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
   cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
   # einsum attention in this many query blocks, skipping the key blocks the causal mask would
@@ -155,9 +179,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     cfg.data.source = args.get("data", "tokens")  # pre-tokenized C4 (T5 vocab); set data.path
 
   cfg.eval_points = 20  # log-spaced eval steps over the run (plus every horizon)
+  # First log-spaced eval step as a fraction of the run (the paper: 10^-2.1 = 0.79%);
+  # 0 = from step 1. The points are geomspace(max(1, start x steps), steps, eval_points).
+  cfg.eval_log_start = PAPER_PROTOCOL["eval_log_start"] if paper else 0.0
+  # Log-spaced eval steps rounded down to a multiple of this (the paper: 100); 1 = exact.
+  cfg.eval_round = PAPER_PROTOCOL["eval_round"] if paper else 1
   cfg.eval_every = 0  # also evaluate every this many steps (0: off), e.g. dense curves for laws
-  cfg.eval_batches = 8  # validation batches per eval
-  cfg.eval_batch_size = 0  # sequences per validation batch; 0 = batch_size / grad_accum
+  cfg.eval_batches = PAPER_PROTOCOL["eval_batches"] if paper else 8  # validation batches per eval
+  # Sequences per validation batch; 0 = batch_size / grad_accum.
+  cfg.eval_batch_size = PAPER_PROTOCOL["eval_batch_size"] if paper else 0
 
   cfg.log_every = 50  # steps between train log lines / metric records
   cfg.checkpoint_every = 500  # steps between rolling checkpoints (0: only horizons and the end)

@@ -55,11 +55,17 @@ def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDic
   s.cosine.extra_lrs_max_horizon = 0.0  # ... at horizons <= this (Chinchilla multiples)
 
   s.constant = _method(lrs, b2s)
+  # More peak LRs run only to the largest horizon <= extra_lrs_max_horizon (their WSD branches
+  # then stop there too).
+  s.constant.extra_lrs = ()
+  s.constant.extra_lrs_max_horizon = 0.0
 
   s.inverse_sqrt = _method(lrs, b2s)
   s.inverse_sqrt.offsets = (12_800.0, 25_600.0, 51_200.0)  # steps; the paper's best is 51.2k
 
-  s.wsd = _method(lrs, b2s)  # lrs x b2s: which constant runs to branch (subset of constant's)
+  # lrs x b2s: which constant runs to branch (each in constant's lrs + extra_lrs and b2s); a
+  # branch is made at every horizon its constant run reaches.
+  s.wsd = _method(lrs, b2s)
   s.wsd.branch_fraction = 0.9  # branch at this fraction of each horizon, decay over the rest
   s.wsd.shape = "linear"  # decay shape: linear | sqrt | cosine (to 0.1x peak)
 
@@ -76,10 +82,27 @@ def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDic
 
 
 def _paper(model: str) -> ml_collections.ConfigDict:
-  horizons = (1, 2, 4, 8, 16, 32) if model == "150m" else (1, 2, 4, 8, 16)
-  s = _base(model, model, horizons, lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.98, 0.99))
-  s.cosine.extra_lrs = (1e-2,)  # docs/design.md section 5: +1e-2 for cosine at 1-8x
-  s.cosine.extra_lrs_max_horizon = 8.0
+  """The paper's grids, from its code (alexandrumeterez/anytime-training, configs/kempner/sweeps
+  and reproducibility/run_manifest.json; docs/sweeps.md lists the files behind each line).
+
+  150m (batch 256, warmup 5000; sweep groups chinchilla_32x, second_sweep_cosine,
+  8x_anytime_wsd_sweep_decays): cosine {3e-4, 1e-3, 3e-3} x b2 {.95, .98, .99} at 1-32x,
+  + 1e-2 at 1-8x; constant {3e-4, 1e-3, 3e-3} to 32x, + 1e-2 to 8x (wsd.yaml); inverse-sqrt
+  {3e-4, 1e-3, 3e-3} x b2 {.98, .99} x offsets {12.8k, 25.6k, 51.2k} (32_chinchilla/sqrt.yaml);
+  WSD branches at 0.9 H of the {1e-3, 3e-3, 1e-2} constant runs, linear to 0.1x.
+  300m (batch 512, warmup 5000; groups fixed_300m_16x_chinchilla, decay_300m): every method
+  {3e-4, 1e-3, 3e-3} x b2 {.95, .99} at 1-16x, the same three offsets.
+  """
+  if model == "150m":
+    s = _base(model, model, (1, 2, 4, 8, 16, 32), lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.98, 0.99))
+    s.cosine.extra_lrs = (1e-2,)  # second_sweep_cosine: 1e-3, 3e-3, 1e-2 at 1-8x
+    s.cosine.extra_lrs_max_horizon = 8.0
+    s.constant.extra_lrs = (1e-2,)  # wsd.yaml: constant 1e-2 to 8x (WSD parents)
+    s.constant.extra_lrs_max_horizon = 8.0
+    s.inverse_sqrt.b2s = (0.98, 0.99)  # 32_chinchilla/sqrt.yaml: no 0.95
+    s.wsd.lrs = (1e-3, 3e-3, 1e-2)  # wsd_decay*.yaml: no 3e-4 branches
+  else:
+    s = _base(model, model, (1, 2, 4, 8, 16), lrs=(3e-4, 1e-3, 3e-3), b2s=(0.95, 0.99))
   # The data: pre-tokenized C4 with the T5 tokenizer (set data.path on the command line).
   return s
 

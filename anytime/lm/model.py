@@ -9,8 +9,8 @@ logical axis names (``vocab``, ``embed``, ``heads``, ``mlp``, ``norm``) that
 
 Two parameterizations (``ModelConfig.parameterization``):
 
-* ``standard``: every weight N(0, init_std^2) (output projections
-  init_std / sqrt(2 layers)), attention logits q.k / sqrt(K), logits = h W_U.
+* ``standard``: attention logits q.k / sqrt(K), logits = h W_U, and the
+  weights drawn by ``init`` (below).
 * ``mup``: the maximal-update parameterization for Adam (Yang et al. 2022,
   "Tensor Programs V", arXiv 2203.03466, Table 3 written with the output
   multiplier of their Table 9). With the width ratio ``r = d_model / base_width``:
@@ -24,6 +24,24 @@ Two parameterizations (``ModelConfig.parameterization``):
   weight-decay side (hidden LR ~ 1/r) is in :mod:`anytime.optim`. At
   ``d_model == base_width`` (r = 1) and ``K == K0`` both parameterizations give
   the same function.
+
+Two initialisations (``ModelConfig.init``; norm scales always start at 1):
+
+* ``normal``: every weight N(0, init_std^2), the output projections (attention
+  out, MLP down) N(0, init_std^2 / (2 layers)) (GPT-2 / Megatron), untruncated.
+* ``mitchell``: OLMo's ``init_fn: mitchell``, the reference paper's init
+  (its ``olmo/model.py``). Every std is set by the fan-in, not by a constant:
+  1/sqrt(D) for q, k, v, the MLP's up projection, the embedding and the readout;
+  the output projections of block l (0-based) get 1/sqrt(2 fan_in (l + 1)), i.e.
+  1/sqrt(2 D (l + 1)) for attention out and 1/sqrt(2 F (l + 1)) for MLP down, so
+  the residual stream's variance grows like sum_l 1/(l + 1) ~ ln(layers) instead
+  of linearly. Every draw is truncated at 3 std WITHOUT rescaling (PyTorch's
+  ``trunc_normal_(std=s, a=-3s, b=3s)``), so the realised std is
+  s sqrt(1 - 6 phi(3) / (2 Phi(3) - 1)) = 0.98658 s (:data:`TRUNC3_STD`).
+
+``gelu_approximate`` picks the tanh GELU (False: the exact erf form, the
+paper's ``GELU(approximate="none")``) and ``norm_eps`` the layer-norm epsilon
+(OLMo's default 1e-5).
 
 Shapes in names: B batch, L sequence, D model width, H heads, K head width,
 F MLP width, V vocabulary.
@@ -48,6 +66,10 @@ from anytime.lm import losses
 EMBEDDING_PARAMS = ("embed", "unembed")
 ATTENTION = ("einsum", "dot_product", "cudnn")
 PARAMETERIZATIONS = ("standard", "mup")
+INITS = ("normal", "mitchell")
+TRUNCATION = 3.0  # mitchell: draws truncated at this many std (OLMo's init_cutoff_factor)
+# std of N(0, 1) truncated to [-3, 3]: sqrt(1 - 2 * 3 phi(3) / (2 Phi(3) - 1)).
+TRUNC3_STD = 0.9865783926
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +92,9 @@ class ModelConfig:
   base_head_dim: int = 0  # muP: K0 of the attention scale sqrt(K0)/K; 0 = base_width/num_heads
   readout_zero_init: bool = False  # readout weights start at 0 (Tensor Programs V, App. D.2)
   causal_blocks: int = 1  # einsum attention: query blocks; key blocks above the diagonal skipped
+  init: str = "normal"  # "normal" (init_std) | "mitchell" (OLMo's fan-in init, module docstring)
+  gelu_approximate: bool = True  # tanh GELU; False = the exact erf GELU (the paper's)
+  norm_eps: float = 1e-6  # layer-norm epsilon (the paper's OLMo: 1e-5)
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -101,6 +126,18 @@ class ModelConfig:
       raise ValueError(
         f"model.causal_blocks={blocks!r} must be an integer in [1, model.seq_len={self.seq_len}]."
       )
+    if self.init not in INITS:
+      raise ValueError(f"model.init={self.init!r} must be one of {INITS}.")
+    if self.init == "mitchell" and self.parameterization != "standard":
+      raise ValueError(
+        "model.init='mitchell' sets every std from the fan-in; it is not defined for "
+        f"model.parameterization={self.parameterization!r} (use init='normal')."
+      )
+    if not isinstance(self.gelu_approximate, bool):
+      raise ValueError(f"model.gelu_approximate={self.gelu_approximate!r} must be True or False.")
+    eps = self.norm_eps
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < 1:
+      raise ValueError(f"model.norm_eps={eps!r} must be a number in (0, 1).")
     if not isinstance(self.readout_zero_init, bool):
       raise ValueError(f"model.readout_zero_init={self.readout_zero_init!r} must be True or False.")
     if self.parameterization == "standard" and (self.base_width or self.base_head_dim):
@@ -132,6 +169,33 @@ class ModelConfig:
       return self.init_std
     return self.init_std / math.sqrt(self.width_mult)
 
+  def init_stds(self, layer: int) -> dict[str, float]:
+    """Init std of every weight family of block ``layer`` (0-based), and of the embeddings.
+
+    Keys: ``qkv`` (q, k, v), ``attn_out``, ``mlp_up``, ``mlp_down``, ``embed``, ``readout``
+    (before ``readout_zero_init``). See the module docstring for the two inits.
+    """
+    if self.init == "mitchell":
+      d, f = self.d_model, self.mlp_dim
+      return {
+        "qkv": 1 / math.sqrt(d),
+        "attn_out": 1 / math.sqrt(2 * d * (layer + 1)),
+        "mlp_up": 1 / math.sqrt(d),
+        "mlp_down": 1 / math.sqrt(2 * f * (layer + 1)),
+        "embed": 1 / math.sqrt(d),
+        "readout": 1 / math.sqrt(d),
+      }
+    std = self.hidden_init_std
+    out = std / math.sqrt(2 * self.num_layers)
+    return {
+      "qkv": std,
+      "attn_out": out,
+      "mlp_up": std,
+      "mlp_down": out,
+      "embed": self.init_std,
+      "readout": self.init_std,
+    }
+
   @property
   def attention_scale(self) -> float:
     """Multiplier of q.k: 1/sqrt(K) (standard), sqrt(K0)/K (muP)."""
@@ -147,13 +211,24 @@ class ModelConfig:
     return 1.0 / self.width_mult
 
 
-def _init(std: float, axes: tuple[str, ...]):
-  return nnx.with_partitioning(nnx.initializers.normal(std), axes)
+def _truncated(std: float):
+  """N(0, std^2) cut at +-3 std, not rescaled (PyTorch's trunc_normal_, OLMo's mitchell init)."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return std * jax.random.truncated_normal(key, -TRUNCATION, TRUNCATION, shape, dtype)
+
+  return init
 
 
-def _norm(dim: int, dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNorm:
+def _init(std: float, axes: tuple[str, ...], truncated: bool = False):
+  fn = _truncated(std) if truncated else nnx.initializers.normal(std)
+  return nnx.with_partitioning(fn, axes)
+
+
+def _norm(dim: int, dtype: Any, rngs: nnx.Rngs, eps: float = 1e-6) -> nnx.LayerNorm:
   return nnx.LayerNorm(
     dim,
+    epsilon=eps,
     use_bias=False,
     dtype=dtype,
     param_dtype=jnp.float32,
@@ -162,14 +237,16 @@ def _norm(dim: int, dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNorm:
   )
 
 
-def _dense(din: int, dout: int, axes, std: float, dtype: Any, rngs: nnx.Rngs) -> nnx.Linear:
+def _dense(
+  din: int, dout: int, axes, std: float, dtype: Any, rngs: nnx.Rngs, truncated: bool = False
+) -> nnx.Linear:
   return nnx.Linear(
     din,
     dout,
     use_bias=False,
     dtype=dtype,
     param_dtype=jnp.float32,
-    kernel_init=_init(std, axes),
+    kernel_init=_init(std, axes, truncated),
     rngs=rngs,
   )
 
@@ -190,16 +267,15 @@ def rope(x_BxLxHxK: jax.Array, base: float) -> jax.Array:
 class Attention(nnx.Module):
   """Causal multi-head self-attention with QK layer norm and RoPE."""
 
-  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
-    d, std = cfg.d_model, cfg.hidden_init_std
-    out_std = std / math.sqrt(2 * cfg.num_layers)
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs, layer: int = 0):
+    d, stds, cut = cfg.d_model, cfg.init_stds(layer), cfg.init == "mitchell"
     self.cfg = cfg
-    self.query = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
-    self.key = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
-    self.value = _dense(d, d, ("embed", "heads"), std, dtype, rngs)
-    self.out = _dense(d, d, ("heads", "embed"), out_std, dtype, rngs)
-    self.q_norm = _norm(d, dtype, rngs)
-    self.k_norm = _norm(d, dtype, rngs)
+    self.query = _dense(d, d, ("embed", "heads"), stds["qkv"], dtype, rngs, cut)
+    self.key = _dense(d, d, ("embed", "heads"), stds["qkv"], dtype, rngs, cut)
+    self.value = _dense(d, d, ("embed", "heads"), stds["qkv"], dtype, rngs, cut)
+    self.out = _dense(d, d, ("heads", "embed"), stds["attn_out"], dtype, rngs, cut)
+    self.q_norm = _norm(d, dtype, rngs, cfg.norm_eps)
+    self.k_norm = _norm(d, dtype, rngs, cfg.norm_eps)
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     b, length, d = x_BxLxD.shape
@@ -258,11 +334,13 @@ def causal_attention(
 class Mlp(nnx.Module):
   """GELU MLP without biases: D -> F -> D."""
 
-  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
-    std = cfg.hidden_init_std
-    out_std = std / math.sqrt(2 * cfg.num_layers)
-    self.up = _dense(cfg.d_model, cfg.mlp_dim, ("embed", "mlp"), std, dtype, rngs)
-    self.down = _dense(cfg.mlp_dim, cfg.d_model, ("mlp", "embed"), out_std, dtype, rngs)
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs, layer: int = 0):
+    stds, cut = cfg.init_stds(layer), cfg.init == "mitchell"
+    self.approximate = cfg.gelu_approximate
+    self.up = _dense(cfg.d_model, cfg.mlp_dim, ("embed", "mlp"), stds["mlp_up"], dtype, rngs, cut)
+    self.down = _dense(
+      cfg.mlp_dim, cfg.d_model, ("mlp", "embed"), stds["mlp_down"], dtype, rngs, cut
+    )
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     # On [N, D] rather than [B, L, D]: the weight gradient then contracts one token axis, and
@@ -270,7 +348,8 @@ class Mlp(nnx.Module):
     # copy them; the MLP's backward was 1.6x slower, docs/performance.md).
     b, length, d = x_BxLxD.shape
     x_NxD = x_BxLxD.reshape(b * length, d)
-    return self.down(jax.nn.gelu(self.up(x_NxD))).reshape(b, length, d)
+    h_NxF = jax.nn.gelu(self.up(x_NxD), approximate=self.approximate)
+    return self.down(h_NxF).reshape(b, length, d)
 
 
 def _record(record: dict | None, name: str, x: jax.Array) -> None:
@@ -282,11 +361,11 @@ def _record(record: dict | None, name: str, x: jax.Array) -> None:
 class Block(nnx.Module):
   """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs):
-    self.attn_norm = _norm(cfg.d_model, dtype, rngs)
-    self.attn = Attention(cfg, dtype, rngs)
-    self.mlp_norm = _norm(cfg.d_model, dtype, rngs)
-    self.mlp = Mlp(cfg, dtype, rngs)
+  def __init__(self, cfg: ModelConfig, dtype: Any, rngs: nnx.Rngs, layer: int = 0):
+    self.attn_norm = _norm(cfg.d_model, dtype, rngs, cfg.norm_eps)
+    self.attn = Attention(cfg, dtype, rngs, layer)
+    self.mlp_norm = _norm(cfg.d_model, dtype, rngs, cfg.norm_eps)
+    self.mlp = Mlp(cfg, dtype, rngs, layer)
 
   def __call__(self, x_BxLxD: jax.Array, record: dict | None = None, prefix: str = "") -> jax.Array:
     attn_BxLxD = self.attn(self.attn_norm(x_BxLxD))
@@ -304,22 +383,25 @@ class Transformer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     dtype = jnp.dtype(cfg.dtype)
+    stds, cut = cfg.init_stds(0), cfg.init == "mitchell"
     self.cfg = cfg
     self.embed = nnx.Embed(
       cfg.vocab_size,
       cfg.d_model,
       dtype=dtype,
       param_dtype=jnp.float32,
-      embedding_init=_init(cfg.init_std, ("vocab", "embed")),
+      embedding_init=_init(stds["embed"], ("vocab", "embed"), cut),
       rngs=rngs,
     )
-    self.blocks = nnx.List([Block(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
-    self.final_norm = _norm(cfg.d_model, dtype, rngs)
+    self.blocks = nnx.List([Block(cfg, dtype, rngs, i) for i in range(cfg.num_layers)])
+    self.final_norm = _norm(cfg.d_model, dtype, rngs, cfg.norm_eps)
     # The readout keeps init_std at every width: under muP its 1/r is the output multiplier.
     # Zero init removes the logits' random init term, which vanishes only like 1/sqrt(width)
     # under muP and so bends small-width coordinate checks and LR transfer (TP5, App. D.2).
-    readout_std = 0.0 if cfg.readout_zero_init else cfg.init_std
-    self.unembed = _dense(cfg.d_model, cfg.vocab_size, ("embed", "vocab"), readout_std, dtype, rngs)
+    readout_std = 0.0 if cfg.readout_zero_init else stds["readout"]
+    self.unembed = _dense(
+      cfg.d_model, cfg.vocab_size, ("embed", "vocab"), readout_std, dtype, rngs, cut
+    )
 
   def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
     return self._forward(tokens_BxL, None)

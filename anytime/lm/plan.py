@@ -66,6 +66,10 @@ def model_config(cfg) -> model_lib.ModelConfig:
     base_head_dim=int(m.get("base_head_dim", 0)),
     readout_zero_init=m.get("readout_zero_init", False),  # validated by ModelConfig
     causal_blocks=m.get("causal_blocks", 1),  # validated by ModelConfig
+    # Configs written before these fields existed ran the old defaults: keep them on resume.
+    init=m.get("init", "normal"),
+    gelu_approximate=m.get("gelu_approximate", True),
+    norm_eps=m.get("norm_eps", 1e-6),
   )
 
 
@@ -115,10 +119,18 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
     if not (isinstance(h, int | float) and 0 < h <= cfg.horizon) or to_steps(h) < 1:
       _fail("horizons", tuple(cfg.horizons), f"each must be in (0, horizon={cfg.horizon}]")
     horizons[to_steps(h)] = float(h)
-  log_spaced = np.geomspace(1, total, cfg.eval_points) if cfg.eval_points else []
+  start, step_round = cfg.get("eval_log_start", 0.0), cfg.get("eval_round", 1)
+  if isinstance(start, bool) or not isinstance(start, int | float) or not 0 <= start < 1:
+    _fail("eval_log_start", start, "expected a fraction of the run in [0, 1) (0 = step 1)")
+  if isinstance(step_round, bool) or not isinstance(step_round, int) or step_round < 1:
+    _fail("eval_round", step_round, "expected an integer >= 1 (1 = no rounding)")
+  first = max(1.0, start * total)
+  log_spaced = np.geomspace(first, total, cfg.eval_points) if cfg.eval_points else []
+  # The paper: int(n / 100) * 100 (steps rounded down); a step rounded to 0 is dropped.
+  log_steps = {round(float(s)) // step_round * step_round for s in log_spaced} - {0}
   every = cfg.eval_every  # validated above: an int >= 0
   regular = range(every, total + 1, every) if every else []
-  eval_steps = sorted({round(float(s)) for s in log_spaced} | set(regular) | set(horizons))
+  eval_steps = sorted(log_steps | set(regular) | set(horizons))
   return Plan(
     total_steps=total,
     steps_per_chinchilla=spc,

@@ -128,16 +128,22 @@ def validate_sweep(s) -> None:
     _numbers(f"{m}.lrs", s[m].lrs, positive, "peak learning rates > 0")
     _numbers(f"{m}.b2s", s[m].b2s, lambda b: 0 <= b < 1, "AdamW beta2 values in [0, 1)")
   _numbers("cosine.extra_lrs", s.cosine.extra_lrs, positive, "learning rates > 0", empty_ok=True)
-  if set(s.cosine.extra_lrs) & set(s.cosine.lrs):
-    _fail("cosine.extra_lrs", s.cosine.extra_lrs, "must not repeat cosine.lrs")
+  for m in ("cosine", "constant"):
+    extra = tuple(s[m].get("extra_lrs", ()))
+    _numbers(f"{m}.extra_lrs", extra, positive, "learning rates > 0", empty_ok=True)
+    if set(extra) & set(s[m].lrs):
+      _fail(f"{m}.extra_lrs", extra, f"must not repeat {m}.lrs")
+    if extra and not any(h <= s[m].extra_lrs_max_horizon for h in s.horizons):
+      _fail(f"{m}.extra_lrs_max_horizon", s[m].extra_lrs_max_horizon, "at least one horizon")
   if s.inverse_sqrt.enabled:
     _numbers("inverse_sqrt.offsets", s.inverse_sqrt.offsets, positive, "offsets (steps) > 0")
   if s.wsd.enabled:
     if not s.constant.enabled:
       _fail("wsd.enabled", True, "WSD branches from the constant runs: enable constant")
+    parents = {"lrs": _constant_lrs(s), "b2s": tuple(s.constant.b2s)}
     for field in ("lrs", "b2s"):
-      if not set(s.wsd[field]) <= set(s.constant[field]):
-        _fail(f"wsd.{field}", s.wsd[field], f"a subset of constant.{field}={s.constant[field]}")
+      if not set(s.wsd[field]) <= set(parents[field]):
+        _fail(f"wsd.{field}", s.wsd[field], f"a subset of constant.{field} {parents[field]}")
     if not 0 < s.wsd.branch_fraction < 1:
       _fail("wsd.branch_fraction", s.wsd.branch_fraction, "in (0, 1)")
     if s.wsd.shape not in schedules.WSD_SHAPES:
@@ -341,6 +347,18 @@ def _tuple(values) -> str:
   return repr(tuple(float(v) for v in values))
 
 
+def _constant_lrs(s) -> tuple:
+  return tuple(s.constant.lrs) + tuple(s.constant.get("extra_lrs", ()))
+
+
+def _constant_horizon(s, lr) -> float:
+  """How far the constant run at ``lr`` goes: the longest horizon, or for an extra LR the
+  longest horizon <= constant.extra_lrs_max_horizon."""
+  if lr in tuple(s.constant.lrs):
+    return max(s.horizons)
+  return max(h for h in s.horizons if h <= s.constant.extra_lrs_max_horizon)
+
+
 def expand(s) -> list[Run]:
   """Every run of sweep ``s`` (validated first), parents before their branches."""
   validate_sweep(s)
@@ -370,11 +388,12 @@ def expand(s) -> list[Run]:
     points = set(s.horizons)
     if s.wsd.enabled:
       points |= {h * s.wsd.branch_fraction for h in s.horizons}
-    extra = [("horizons", _tuple(sorted(points))), averages]
-    for lr in s.constant.lrs:
+    for lr in _constant_lrs(s):
+      reach = _constant_horizon(s, lr)
+      extra = [("horizons", _tuple(sorted(p for p in points if p <= reach))), averages]
       for b2 in s.constant.b2s:
-        for seed in seeds_for("constant", longest, lr, b2):
-          runs.append(_run(s, "constant", longest, lr, b2, seed, extra=extra))
+        for seed in seeds_for("constant", reach, lr, b2):
+          runs.append(_run(s, "constant", reach, lr, b2, seed, extra=extra))
   if s.inverse_sqrt.enabled:
     top = max(s.inverse_sqrt.offsets)
     for off in s.inverse_sqrt.offsets:
@@ -387,9 +406,11 @@ def expand(s) -> list[Run]:
   if s.wsd.enabled:
     for h in s.horizons:
       for lr in s.wsd.lrs:
+        if h > _constant_horizon(s, lr):
+          continue  # the constant run at this LR stops before h
         for b2 in s.wsd.b2s:
           for seed in s.seeds:
-            parent = run_name("constant", longest, lr, b2, seed)
+            parent = run_name("constant", _constant_horizon(s, lr), lr, b2, seed)
             extra = [
               ("horizons", _tuple([h])),
               averages,  # the branch restores the parent's state, averages included
