@@ -107,10 +107,13 @@ def main(argv) -> None:
   _configure_cpu_devices()
   _initialize_distributed()
   from anytime.lm import train
+  from anytime.lm import workdir as workdir_lib
 
   try:
     train.run(_CONFIG.value, _WORKDIR.value or "", dry_run=_DRY_RUN.value)
   except ValueError as e:  # the config's values (train.validate), before any compute
+    _refuse(str(e))
+  except workdir_lib.WorkdirLockedError as e:  # another trainer holds --workdir
     _refuse(str(e))
   except train.NonFiniteLossError as e:  # the run failed, not its input: exit code 1
     print(f"error: {e}", file=sys.stderr, flush=True)

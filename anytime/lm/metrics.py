@@ -44,17 +44,32 @@ def _jsonable(value: Any) -> Any:
   return value
 
 
-def read_jsonl(path: str) -> list[dict]:
-  """All records of a JSONL file (an unfinished last line is ignored)."""
-  records = []
+def read_jsonl_lines(path: str) -> tuple[list[dict], list[tuple[int, str]]]:
+  """(records, malformed): every well-formed record of a JSONL file, in order, and the
+  (1-based line number, text) of each line that is not a JSON object (a torn write).
+
+  A malformed line never hides the records after it.
+  """
+  records, malformed = [], []
   if os.path.exists(path):
     with open(path) as f:
-      for line in f:
+      for number, line in enumerate(f, 1):
+        if not line.strip():
+          continue
         try:
-          records.append(json.loads(line))
+          record = json.loads(line)
         except json.JSONDecodeError:
-          break
-  return records
+          record = None
+        if isinstance(record, dict):
+          records.append(record)
+        else:
+          malformed.append((number, line.rstrip("\n")))
+  return records, malformed
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """All well-formed records of a JSONL file (malformed lines, e.g. torn writes, skipped)."""
+  return read_jsonl_lines(path)[0]
 
 
 # wandb.mode: "" leaves it to W&B ($WANDB_MODE, else online).
@@ -159,17 +174,33 @@ class MetricWriter:
     if self._wandb is not None and scalars:
       self._wandb.log(scalars, step=step)
 
-  def truncate_after(self, step: int) -> None:
-    """Removes records with ``step`` > ``step`` from every JSONL file of the workdir."""
+  def truncate_after(self, step: int) -> list[str]:
+    """Removes records with ``step`` > ``step`` from every JSONL file of the workdir.
+
+    Well-formed records are never lost: a malformed line (a write torn by a kill) is moved
+    to ``<kind>.jsonl.torn`` beside the log, with its file and line number, and the records
+    after it are kept. Returns one message per file that had torn lines.
+    """
     if not self.enabled:
-      return
-    for name in os.listdir(self.workdir):
+      return []
+    notes = []
+    for name in sorted(os.listdir(self.workdir)):
       if name.endswith(".jsonl"):
         path = os.path.join(self.workdir, name)
-        kept = [r for r in read_jsonl(path) if int(r.get("step", -1)) <= step]
+        records, malformed = read_jsonl_lines(path)
+        if malformed:
+          with open(path + ".torn", "a") as f:
+            f.writelines(f"{name}:{n}: {text}\n" for n, text in malformed)
+          notes.append(
+            f"{name}: {len(malformed)} malformed line(s) (line {malformed[0][0]}"
+            f"{' ...' if len(malformed) > 1 else ''}) set aside in {name}.torn; "
+            f"{len(records)} well-formed records kept"
+          )
+        kept = [r for r in records if int(r.get("step", -1)) <= step]
         with open(path + ".tmp", "w") as f:
           f.writelines(json.dumps(r) + "\n" for r in kept)
         os.replace(path + ".tmp", path)
+    return notes
 
   def flush(self) -> None:
     if self._tb is not None:

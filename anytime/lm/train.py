@@ -29,6 +29,7 @@ from anytime.lm import data as data_lib
 from anytime.lm import metrics as metrics_lib
 from anytime.lm import model as model_lib
 from anytime.lm import sharding as sharding_lib
+from anytime.lm import workdir as workdir_lib
 
 # The plan and the config's validation live in anytime.lm.plan; these names stay importable here
 # (train.validate, train.make_plan, train.model_config) for the callers that know them so.
@@ -224,6 +225,25 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
   """
   primary = jax.process_index() == 0
   log = log or (lambda msg: print(msg, flush=True) if primary else None)
+  if dry_run:
+    return _run(cfg, workdir, dry_run=True, log=log)
+  os.makedirs(workdir, exist_ok=True)
+  # One trainer per workdir (process 0 holds the lock for its hosts), taken before any compute;
+  # a resume must use the config the checkpoints were written with (anytime/lm/workdir.py).
+  with workdir_lib.WorkdirLock(workdir) if primary else contextlib.nullcontext() as lock:
+    if lock is not None and lock.stale_holder:
+      log(f"note: took over the lock of a trainer that is gone ({lock.stale_holder})")
+    if _has_checkpoint(workdir):
+      workdir_lib.check_resume_config(workdir, cfg.to_dict())
+    return _run(cfg, workdir, dry_run=False, log=log)
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  path = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
+
+
+def _run(cfg, workdir: str, *, dry_run: bool, log) -> dict:
   data_error = None
   if dry_run:
     try:
@@ -242,7 +262,6 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
   if dry_run:
     return {"counts": counts, "flops_per_token": flops, "plan": plan}
 
-  os.makedirs(workdir, exist_ok=True)
   # W&B gets the config that config.json holds; the writer finishes its run on any exit.
   config = json.loads(json.dumps(cfg.to_dict(), default=str))
   with metrics_lib.MetricWriter(workdir, wandb=cfg.get("wandb"), config=config) as writer:
@@ -254,7 +273,8 @@ def _train(cfg, workdir: str, trainer: Trainer, built: tuple, writer, log) -> di
   mcfg, plan, counts, flops, compiled, peak = built
   primary = jax.process_index() == 0
   state, data_state, step, ckpt = _restore(trainer, cfg, workdir, plan, log)
-  writer.truncate_after(step)
+  for note in writer.truncate_after(step):
+    log(f"WARNING: {note}")
   if primary:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(cfg.to_dict(), f, indent=1, default=str)
@@ -347,8 +367,22 @@ def _train(cfg, workdir: str, trainer: Trainer, built: tuple, writer, log) -> di
           "loss": losses,
           "run": run_id,
         }
+        bad = sorted(k for k, v in losses.items() if not np.isfinite(v))
+        if bad:  # flagged, never a silent number; the run's NaN policy decides what follows
+          record["nonfinite"] = bad
         writer.write("eval", record)
         log(f"eval step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        if bad:
+          message = (
+            f"eval loss not finite at step {step} for {', '.join(bad)} (flagged in eval.jsonl)"
+          )
+          if not cfg.opt.skip_nonfinite_updates:  # the stop policy: no checkpoint of it
+            ckpt.close()
+            raise NonFiniteLossError(
+              f"{message}; stopped. The last good checkpoint is step {last_saved} in "
+              f"{ckpt.directory}."
+            )
+          log(f"WARNING: {message}; continuing (opt.skip_nonfinite_updates > 0)")
       if is_save:
         ckpt.save(step, state, data_iter.get_state(), _meta(cfg, plan, step))
         last_saved = step

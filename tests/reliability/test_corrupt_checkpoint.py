@@ -13,6 +13,7 @@ import pytest
 
 from anytime.lm import checkpoint as checkpoint_lib
 from anytime.lm import train
+from anytime.lm import workdir as workdir_lib
 from tests.lm import util
 
 STEPS = 6  # checkpoints at 2, 4, 6 (checkpoint_every=2) plus horizon 1
@@ -162,7 +163,9 @@ def test_edited_meta_is_caught(base, tmp_path):
   mcfg, plan, mesh_shape = train.validate(cfg)
   trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
   ckpt = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True, async_save=False)
-  with pytest.raises(checkpoint_lib.CorruptCheckpointError, match=f"step {STEPS} in .*: its metadata"):
+  with pytest.raises(
+    checkpoint_lib.CorruptCheckpointError, match=f"step {STEPS} in .*: its metadata"
+  ):
     ckpt.restore(STEPS, trainer.abstract, trainer.shardings)
 
 
@@ -203,7 +206,12 @@ def test_checkpoint_of_another_model_shape_is_refused(base, tmp_path):
   shutil.copytree(base[0], workdir)
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   cfg = _cfg(**{"model.d_model": 48})
-  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match=r"another shape.*d_model|shape"):
+  # The trainer refuses from the workdir's config.json, naming the field ...
+  with pytest.raises(workdir_lib.ResumeConfigError, match=r"model.d_model: saved 32, given 48"):
+    train.run(cfg, workdir, log=lambda _: None)
+  # ... and the checkpoint itself from its arrays' shapes, when no config.json tells.
+  os.remove(os.path.join(workdir, "config.json"))
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match=r"another shape"):
     train.run(cfg, workdir, log=lambda _: None)
   # Nothing moved aside or overwritten.
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
