@@ -44,7 +44,7 @@ import grain
 import ml_collections
 import numpy as np
 
-from anytime.lm import corpus, prepare
+from anytime.lm import corpus, prepare, row_files
 from anytime.lm.rows import DocumentRows, WindowRows, mix_seed
 from anytime.lm.synthetic import MarkovChain, markov_chain, sample_chain
 from anytime.lm.token_files import TokenData, open_token_dir, read_meta
@@ -172,6 +172,11 @@ def validate_data_config(
   else:  # tokens
     if not data_cfg.path:
       _fail("path", data_cfg.path, 'source "tokens" needs the token-file directory')
+    if row_files.is_rows_dir(data_cfg.path):
+      meta = row_files.read_meta(data_cfg.path)
+      if seq_len is not None:
+        row_files.check_seq_len(meta, int(seq_len), data_cfg.path)
+      return
     train_tokens = read_meta(data_cfg.path)["splits"]["train"]["tokens"]
 
   if train_tokens is not None and seq_len is not None and _rows_possible(train_tokens, seq_len) < 1:
@@ -219,6 +224,8 @@ def load_tokens(data_cfg) -> TokenData:
 def vocab_size(data_cfg) -> int:
   """Vocabulary of the source: the tokenizer's (stdlib), meta.json's (tokens), data.vocab_size."""
   validate_data_config(data_cfg)
+  if data_cfg.source == "tokens" and row_files.is_rows_dir(data_cfg.path):
+    return int(row_files.read_meta(data_cfg.path)["vocab_size"])
   if data_cfg.source == "tokens":
     return int(read_meta(data_cfg.path)["vocab_size"])
   if data_cfg.source == "stdlib":
@@ -285,6 +292,13 @@ def _rows(data: TokenData, sampling: str, seq_len: int, seed: int) -> Callable[[
       raise ValueError('data.sampling="documents" needs an eos_id in meta.json (it is null)')
     return DocumentRows(data.train, seq_len, seed, data.eos_id)
   return WindowRows(data.train, seq_len, seed)
+
+
+def _row_dataset(data_cfg) -> tuple[dict, dict[str, row_files.RowSplit]] | None:
+  """(meta, splits) when data.path is an ArrayRecord row dataset (row_files), else None."""
+  if data_cfg.source != "tokens" or not row_files.is_rows_dir(data_cfg.path):
+    return None
+  return row_files.open_dataset(data_cfg.path)
 
 
 def _split_row_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -376,9 +390,16 @@ def make_train_iterator(
   )
   if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
     raise ValueError(f"seed={seed!r} is invalid: expected an integer >= 0")
-  data = load_tokens(data_cfg)
   mixed = mix_seed(int(seed))
-  rows = _rows(data, data_cfg.sampling, seq_len, mixed)
+  stored = _row_dataset(data_cfg)
+  if stored is not None:
+    rows, identity = (
+      row_files.StoredRows(stored[1]["train"], seq_len),
+      row_files.identity(stored[0]),
+    )
+  else:
+    data = load_tokens(data_cfg)
+    rows, identity = _rows(data, data_cfg.sampling, seq_len, mixed), data.identity
   per_epoch = rows.rows_per_epoch
   local = global_batch_size // process_count
   # 2**50 rows in all (effectively endless): grain computes some lengths in float, so an
@@ -396,13 +417,16 @@ def make_train_iterator(
     seq_len=int(seq_len),
     global_batch_size=int(global_batch_size),
     seed=int(seed),
-    data=data.identity,
+    data=identity,
   )
   return TrainIterator(ds, read_options, fingerprint)
 
 
 def eval_rows_available(data_cfg, *, seq_len: int) -> int:
   """How many distinct validation rows of seq_len + 1 tokens the held-out split holds."""
+  stored = _row_dataset(data_cfg)
+  if stored is not None:
+    return row_files.StoredRows(stored[1]["val"], seq_len).rows_per_epoch
   return _rows_possible(len(load_tokens(data_cfg).val), seq_len)
 
 
@@ -430,12 +454,17 @@ def make_eval_batches(
   )
   if not isinstance(num_batches, int | np.integer) or num_batches < 1:
     raise ValueError(f"num_batches={num_batches!r} is invalid: expected an integer >= 1")
-  val = load_tokens(data_cfg).val
-  available = _rows_possible(len(val), seq_len)
+  stored = _row_dataset(data_cfg)
+  if stored is not None:
+    val_rows = row_files.StoredRows(stored[1]["val"], seq_len)
+    available = val_rows.rows_per_epoch
+  else:
+    val = load_tokens(data_cfg).val
+    available = _rows_possible(len(val), seq_len)
   if batch_size * num_batches > available:
     raise ValueError(
       f"batch_size={batch_size} x num_batches={num_batches} = {batch_size * num_batches} "
-      f"validation rows requested, but the held-out split ({len(val)} tokens) holds {available} "
+      f"validation rows requested, but the held-out split holds {available} "
       f"rows of seq_len + 1 = {seq_len + 1} tokens; use at most "
       f"{available // batch_size} batches"
     )
@@ -443,12 +472,15 @@ def make_eval_batches(
   batches = []
   for b in range(num_batches):
     first = b * batch_size + process_index * local
-    rows = np.stack(
-      [
-        np.asarray(val[r * seq_len : r * seq_len + seq_len + 1])
-        for r in range(first, first + local)
-      ]
-    ).astype(np.int32)
+    if stored is not None:
+      rows = np.stack([val_rows(0, r) for r in range(first, first + local)])
+    else:
+      rows = np.stack(
+        [
+          np.asarray(val[r * seq_len : r * seq_len + seq_len + 1])
+          for r in range(first, first + local)
+        ]
+      ).astype(np.int32)
     batches.append(_split_row_batch(rows))
   return batches
 

@@ -191,3 +191,51 @@ def open_split(path: str, meta: dict, split: str) -> RowSplit:
     vocab_size=int(meta["vocab_size"]),
     file_rows=tuple(int(e["rows"]) for e in entries),
   )
+
+
+def check_seq_len(meta: dict, seq_len: int, path: str) -> int:
+  """Rows of the trainer's seq_len per stored row (seq_len must divide the stored one)."""
+  stored = int(meta["seq_len"])
+  if seq_len > stored or stored % seq_len:
+    raise ValueError(
+      f"seq_len={seq_len} does not fit the dataset at {path}: its rows hold seq_len={stored} "
+      f"(+1) tokens; train with a divisor of {stored} or prepare again with --seq_len={seq_len}"
+    )
+  return stored // seq_len
+
+
+def sub_row(split: RowSplit, index: int, seq_len: int) -> np.ndarray:
+  """Training row index at the trainer's seq_len: part index % k of stored row index // k.
+
+  Stored rows overlap their neighbours by one token, so the k parts of a row (stride seq_len,
+  seq_len + 1 tokens each) again predict every token once.
+  """
+  k = split.seq_len // seq_len
+  part = index % k
+  return split.row(index // k)[part * seq_len : part * seq_len + seq_len + 1]
+
+
+def open_dataset(path: str) -> tuple[dict, dict[str, RowSplit]]:
+  """(meta, {split: RowSplit}) of a row dataset, meta checked first."""
+  meta = read_meta(path)
+  return meta, {s: open_split(path, meta, s) for s in SPLITS}
+
+
+def identity(meta: dict) -> str:
+  """Names the dataset in the trainer's iterator-state fingerprint."""
+  s = meta["splits"]
+  return f"rows:{meta.get('tokenizer_sha256', '')}:{meta['seq_len']}:{s['train']['rows']}:" + str(
+    s["val"]["rows"]
+  )
+
+
+class StoredRows:
+  """Row r of any epoch at the trainer's seq_len (stored rows are fixed; grain shuffles order)."""
+
+  def __init__(self, split: RowSplit, seq_len: int):
+    self.split, self.seq_len = split, seq_len
+    self.rows_per_epoch = split.rows * (split.seq_len // seq_len)
+
+  def __call__(self, epoch: int, row: int) -> np.ndarray:
+    del epoch
+    return sub_row(self.split, row, self.seq_len)
