@@ -11,6 +11,7 @@ import importlib
 import os
 import pkgutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,13 @@ GROUPS = sorted(
 )
 OWNED = [g for g in GROUPS if g != "laws_lm"]  # laws_lm's bad flags are tested with laws_lm
 SUBCOMMANDS = {g: importlib.import_module(f"experiments.{g}.__main__").SUBCOMMANDS for g in GROUPS}
-SINGLE = {  # entry points that are one module's main(argv)
-  "experiments.demo": "experiments.demo",
-  "experiments.soak": "experiments.soak",
+SINGLE = {  # entry points that are one module's main(argv): every experiments/*.py with a main
+  **{
+    f"experiments.{m.name}": f"experiments.{m.name}"
+    for m in pkgutil.iter_modules(experiments.__path__)
+    if not m.ispkg
+    and 'if __name__ == "__main__":' in Path(experiments.__path__[0], f"{m.name}.py").read_text()
+  },
   "anytime.sweeps": "anytime.sweeps.launch",
   "anytime.sweeps.report": "anytime.sweeps.report",
 }
@@ -126,6 +131,8 @@ BAD = [
   ("experiments.demo", ["--jobs", "0"], "--jobs"),
   ("experiments.soak", ["--steps", "2"], "--steps"),
   ("experiments.soak", ["--workdir", "FILE"], "--workdir"),
+  ("experiments.faults", ["--only", "no such case"], "--only"),
+  ("experiments.faults", ["--workdir", "FILE"], "--workdir"),
   ("anytime.sweeps", ["--sweep", "mini", "--dry", "--jobs", "0"], "--jobs"),
   ("anytime.sweeps", ["--sweep", "mini", "--dry", "--only", "("], "--only"),
   ("anytime.sweeps.report", ["--sweep", "mini", "--root", "missing_dir"], "--root"),

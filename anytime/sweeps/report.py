@@ -1,7 +1,10 @@
 """The per-horizon report of a sweep: tuned cosine vs the anytime methods.
 
     python -m anytime.sweeps.report --sweep=mini --root=runs/mini --out=results/mini \\
-        [--reference=/work/shared/reference/paper_fig2_losses.csv --reference_model=150m]
+        [--reference=FILE.csv --reference_model=150m]
+
+The paper's published Figure 2 numbers ship with the package (``REFERENCE``) and are the
+default ``--reference``; ``--reference=''`` leaves them out.
 
 Reads every run's eval log (anytime.sweeps.common.read_eval_log) and writes to
 ``--out``: ``report.md`` (the table, the selected hyper-parameters, ours beside
