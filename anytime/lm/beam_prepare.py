@@ -36,6 +36,7 @@ ENCODE_BATCH_CHARS = 1 << 20
 
 
 def _fs():
+  shards.import_beam()
   from apache_beam.io.filesystems import FileSystems
 
   return FileSystems
@@ -146,7 +147,7 @@ def write_shard(shard: shards.Shard, tok, opts: dict) -> list[dict]:
 
 def _write_shard_fn(tok_bytes: bytes, tok_kind: str, eos_token: str | None, opts: dict):
   """The ParDo: the tokenizer is rebuilt once per worker (setup), never pickled."""
-  import apache_beam as beam
+  beam = shards.import_beam()
 
   class WriteShard(beam.DoFn):
     def setup(self):
@@ -287,10 +288,10 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> dict:
   """Parses the command line, runs the pipeline to completion; returns meta.json's content."""
-  import apache_beam as beam
+  args, beam_args = parser().parse_known_args(argv)
+  beam = shards.import_beam()
   from apache_beam.options.pipeline_options import PipelineOptions
 
-  args, beam_args = parser().parse_known_args(argv)
   if args.seq_len < 1:
     raise ValueError(f"--seq_len={args.seq_len} must be >= 1")
   if args.val_input and args.input_dir:

@@ -44,8 +44,31 @@ class Shard:
     return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1})"
 
 
+class _QuietApitools:
+  """Drops Beam's import-time warning about the GCP client libraries (not used on local files)."""
+
+  def filter(self, record) -> bool:
+    return "apitools" not in record.getMessage()
+
+
+def import_beam():
+  """apache_beam, imported with its import-time GCP warning kept off stderr."""
+  import logging
+
+  quiet = _QuietApitools()
+  root = logging.getLogger()
+  root.addFilter(quiet)
+  try:
+    import apache_beam
+    import apache_beam.io.filesystems
+  finally:
+    root.removeFilter(quiet)
+  return apache_beam
+
+
 def _filesystems():
   try:
+    import_beam()
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems
