@@ -14,7 +14,8 @@ pytest.importorskip("apache_beam")
 from anytime.lm import beam_prepare, data, row_files, shards
 from anytime.lm import tokenizer as tokenizer_lib
 
-WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "from", "at"]
+WORD_TEXT = "the of and to in a is that for it as was with be by on not he this are or from at"
+WORDS = WORD_TEXT.split()
 
 
 def _docs(seed, n):
