@@ -19,6 +19,10 @@ SUBCOMMANDS = {
     "cost of weight averaging on an AdamW update (150M-shaped tree)",
   ),
   "data": ("experiments.bench.data", "throughput of the data pipeline and of prepare"),
+  "prepare": (
+    "experiments.bench.prepare",
+    "the Beam prepare pipeline (tokens/CPU-s, peak RSS) and grain's row reads vs the 150m step",
+  ),
   "accelerator": (
     "experiments.bench.accelerator",
     "FLOPs, per-device memory and step time of 150m / 300m on paper",
