@@ -81,12 +81,15 @@ def parse_averages(specs) -> dict[str, averaging.AveragingRule]:
         f"opt.averages has {spec!r}; allowed: 'polyak', 'pema<gamma>' (e.g. 'pema25'), "
         "'ema<decay>' (e.g. 'ema0.999')."
       )
-    if match["gamma"] is not None:
-      rules[spec] = averaging.proportional_ema(float(match["gamma"]))
-    elif match["decay"] is not None:
-      rules[spec] = averaging.ema(float(match["decay"]))
-    else:
-      rules[spec] = averaging.polyak()
+    try:
+      if match["gamma"] is not None:
+        rules[spec] = averaging.proportional_ema(float(match["gamma"]))
+      elif match["decay"] is not None:
+        rules[spec] = averaging.ema(float(match["decay"]))
+      else:
+        rules[spec] = averaging.polyak()
+    except ValueError as e:  # the rule's own range check, named after the config field
+      raise ValueError(f"opt.averages has {spec!r}: {e}") from None
   return rules
 
 

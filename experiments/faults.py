@@ -176,7 +176,7 @@ def _torn_log(name: str, where: str):
 def _bad_averages_spec(w: str) -> str:
   shutil.rmtree(w)
   proc = train(w, BASE, "--config.opt.averages=('pema0',)")
-  return one_line_refusal(proc, r"averages") or (
+  return one_line_refusal(proc, r"opt\.averages has 'pema0'.*gamma") or (
     "" if not os.path.exists(w) else "the workdir was made"
   )
 

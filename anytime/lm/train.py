@@ -89,15 +89,18 @@ def make_functions(
 class Trainer:
   """Mesh, shardings, optimizer and the jitted init / train / eval functions of a config."""
 
-  def __init__(self, cfg, mcfg: model_lib.ModelConfig, plan: Plan, mesh_shape):
+  def __init__(self, cfg, mcfg: model_lib.ModelConfig, plan: Plan, mesh_shape, devices=None):
+    # devices: the mesh's devices (default jax.devices()); anytime.lm.aot passes a TPU
+    # topology's abstract devices to compile for it on a CPU host.
     self.cfg, self.mcfg, self.plan = cfg, mcfg, plan
-    self.mesh = sharding_lib.make_mesh(mesh_shape)
+    self.mesh = sharding_lib.make_mesh(mesh_shape, devices)
     self.tx = optim.make_optimizer(cfg.opt, plan.total_steps, cfg.grad_accum, mcfg)
     self.graphdef, abstract_state = model_lib.abstract(mcfg)
     param_sh = sharding_lib.param_shardings(abstract_state, self.mesh)
     chunk = loss_chunk(cfg)
-    init_fn, step_fn, eval_fn = make_functions(
-      self.graphdef, self.tx, mcfg, cfg.seed, loss_chunk=chunk
+    init_fn, step_fn, eval_fn = (
+      sharding_lib.in_mesh(f, self.mesh)  # the model's activation constraints apply inside
+      for f in make_functions(self.graphdef, self.tx, mcfg, cfg.seed, loss_chunk=chunk)
     )
     self.abstract = jax.eval_shape(init_fn)
     self.shardings = {
@@ -122,6 +125,7 @@ class Trainer:
       poisoned = make_functions(
         self.graphdef, self.tx, mcfg, cfg.seed, poison=True, loss_chunk=chunk
       )[1]
+      poisoned = sharding_lib.in_mesh(poisoned, self.mesh)
       self.poisoned_step = jax.jit(
         poisoned,
         in_shardings=(self.shardings, batch_sh),
@@ -227,6 +231,7 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
   log = log or (lambda msg: print(msg, flush=True) if primary else None)
   if dry_run:
     return _run(cfg, workdir, dry_run=True, log=log)
+  validate(cfg)  # a bad config is refused before the workdir is made or locked
   os.makedirs(workdir, exist_ok=True)
   # One trainer per workdir (process 0 holds the lock for its hosts), taken before any compute;
   # a resume must use the config the checkpoints were written with (anytime/lm/workdir.py).
@@ -234,7 +239,8 @@ def run(cfg, workdir: str, *, dry_run: bool = False, log=None) -> dict:
     if lock is not None and lock.stale_holder:
       log(f"note: took over the lock of a trainer that is gone ({lock.stale_holder})")
     if _has_checkpoint(workdir):
-      workdir_lib.check_resume_config(workdir, cfg.to_dict())
+      for note in workdir_lib.check_resume_config(workdir, cfg.to_dict()):
+        log(f"note: {note}")
     return _run(cfg, workdir, dry_run=False, log=log)
 
 

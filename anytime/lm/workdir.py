@@ -51,6 +51,7 @@ RESUME_MAY_CHANGE = (
   "init_from_step",
   "mesh",
   "model.remat",
+  "model.remat_policy",
   "model.causal_blocks",
   "model.loss_chunk",
   "data.num_threads",
@@ -155,8 +156,9 @@ def config_differences(saved: dict, given: dict) -> list[tuple[str, Any, Any]]:
   """(field, saved value, given value) for every field a resume must not change.
 
   ``saved`` and ``given`` are config dicts (``ConfigDict.to_dict()``, or config.json read
-  back: tuples and lists compare equal). A field present on one side only counts as a
-  difference (a config of another version of the code).
+  back: tuples and lists compare equal). A field present on one side only (the workdir was
+  started by another version of the code, which had not yet, or no longer has, that field)
+  is not a difference: :func:`check_resume_config` reports it instead.
   """
   a = json.loads(json.dumps(_flatten(saved), default=str))
   b = json.loads(json.dumps(_flatten(given), default=str))
@@ -167,14 +169,20 @@ def config_differences(saved: dict, given: dict) -> list[tuple[str, Any, Any]]:
       continue
     if field in HORIZON_FIELDS and schedule in HORIZON_FREE and a.get("opt.schedule") == schedule:
       continue
-    missing = "<absent>"
-    if a.get(field, missing) != b.get(field, missing):
-      out.append((field, a.get(field, missing), b.get(field, missing)))
+    if field in a and field in b and a[field] != b[field]:
+      out.append((field, a[field], b[field]))
   return out
 
 
-def check_resume_config(workdir: str, given: dict) -> None:
-  """Raises ResumeConfigError naming each field that differs from ``<workdir>/config.json``.
+def one_sided_fields(saved: dict, given: dict) -> tuple[list[str], list[str]]:
+  """(fields only the given config has, fields only the saved config has)."""
+  a, b = set(_flatten(saved)), set(_flatten(given))
+  return sorted(b - a), sorted(a - b)
+
+
+def check_resume_config(workdir: str, given: dict) -> list[str]:
+  """Raises ResumeConfigError naming each field that differs from ``<workdir>/config.json``;
+  returns notes on the fields only one side has (a workdir of another code version).
 
   A workdir without config.json (a fresh run) passes; so does an unreadable one, which the
   trainer rewrites (a torn config.json cannot have been a finished save of a run's config).
@@ -184,7 +192,7 @@ def check_resume_config(workdir: str, given: dict) -> None:
     with open(path) as f:
       saved = json.load(f)
   except (FileNotFoundError, ValueError):
-    return
+    return []
   diffs = config_differences(saved, given)
   if diffs:
     shown = "; ".join(f"{k}: saved {v!r}, given {w!r}" for k, v, w in diffs[:6])
@@ -194,3 +202,10 @@ def check_resume_config(workdir: str, given: dict) -> None:
       f"need: {shown}{more}. Rerun with the saved config ({path}), or use a fresh --workdir; "
       f"fields a resume may change: {', '.join(RESUME_MAY_CHANGE)}."
     )
+  new, gone = one_sided_fields(saved, given)
+  notes = []
+  if new:
+    notes.append(f"config.json predates the fields {', '.join(new)}: the given values apply")
+  if gone:
+    notes.append(f"config.json has fields this code no longer has: {', '.join(gone)}")
+  return notes

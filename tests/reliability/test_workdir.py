@@ -92,6 +92,11 @@ def test_fields_a_resume_may_change_and_the_horizon_rule():
   cos = _cfg("model=tiny,data=synthetic,unit=steps,horizon=10,schedule=cosine")
   cos_longer = _cfg("model=tiny,data=synthetic,unit=steps,horizon=20,schedule=cosine")
   assert wd.config_differences(cos, cos_longer) == [("horizon", 10.0, 20.0)]
+  # A field one side lacks (a workdir of another code version) is a note, not a refusal.
+  older = _cfg()
+  del older["model"]["remat"]
+  assert wd.config_differences(older, given) == []
+  assert wd.one_sided_fields(older, given) == (["model.remat"], [])
   # Switching schedule is never a resume, even between horizon-free ones.
   inv = _cfg("model=tiny,data=synthetic,unit=steps,horizon=20,schedule=inverse_sqrt")
   assert [d[0] for d in wd.config_differences(saved, inv)] == ["horizon", "opt.schedule"]
