@@ -249,13 +249,28 @@ def measured_matmul_flops(dtype: str = "float32", n: int = 512, reps: int = 5) -
 
 
 def peak_flops(configured: float, dtype: str) -> float:
-  """Per-device peak: the config's, the table's for this accelerator, or a measured matmul."""
+  """Per-chip peak (per host on CPU): the config's, the table's for this accelerator, or a
+  measured matmul."""
   if configured:
     return float(configured)
   kind = jax.devices()[0].device_kind
   if kind in PEAK_FLOPS:
     return PEAK_FLOPS[kind]
   return measured_matmul_flops(dtype)
+
+
+def total_peak_flops(peak: float, devices) -> float:
+  """The run's peak FLOP/s, the denominator of its MFU.
+
+  An accelerator's peak is per chip: ``peak`` times the chips. On CPU, ``peak`` is the host's
+  (the measured matmul already runs on all of its cores, however many XLA devices
+  ``--cpu_devices`` splits the host into), so it counts once per host (process), never
+  per device: multiplying by the device count understated MFU by that factor.
+  """
+  devices = list(devices)
+  if devices and devices[0].platform == "cpu":
+    return peak * len({d.process_index for d in devices})
+  return peak * len(devices)
 
 
 def _bytes(n: float) -> str:
@@ -298,7 +313,8 @@ def startup(cfg, mcfg, plan, trainer, counts, flops, compiled, peak) -> str:
     f"per-device memory: params {_bytes(params_b)}, optimizer state (Adam + averages) "
     f"{_bytes(opt_b)}, train-step temporaries {_bytes(temp)}; "
     f"total ~{_bytes(params_b + opt_b + temp)}",
-    f"MFU reference: {peak / 1e9:.1f} GFLOP/s per device",
+    f"MFU reference: {total_peak_flops(peak, mesh.devices.flat) / 1e9:.1f} GFLOP/s for the run "
+    f"({peak / 1e9:.1f} per {'host' if mesh.devices.flat[0].platform == 'cpu' else 'chip'})",
   ]
   return "\n".join(lines)
 

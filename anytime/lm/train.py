@@ -309,7 +309,9 @@ def _train(cfg, workdir: str, trainer: Trainer, built: tuple, writer, log) -> di
     "seed": cfg.seed,
     "total_steps": plan.total_steps,
   }
-  meter = metrics_lib.Meter(plan, flops, peak * len(trainer.mesh.devices.flat), step)
+  meter = metrics_lib.Meter(
+    plan, flops, metrics_lib.total_peak_flops(peak, trainer.mesh.devices.flat), step
+  )
   pending: list[tuple[int, dict]] = []
   last = {}
   last_saved = ckpt.latest_step()

@@ -242,3 +242,29 @@ def test_cpu_devices_flag_splits_the_host_into_a_data_mesh(flag, devices):
     [*command, "--cpu_devices=-2", "--dry_run"], cwd=root, env=env, capture_output=True
   )
   assert bad.returncode != 0 and b"--cpu_devices=-2 must be" in bad.stderr
+
+
+def test_mfu_peak_counts_cpu_hosts_not_devices():
+  # On CPU the measured matmul already uses every core of the host: a host split into 8 XLA
+  # devices has one host's peak, not 8 (the MFU line was 8x too low). Chips count one by one.
+  import types
+
+  from anytime.lm import metrics
+
+  def devices(platform, hosts, per_host):
+    return [
+      types.SimpleNamespace(platform=platform, process_index=h)
+      for h in range(hosts)
+      for _ in range(per_host)
+    ]
+
+  assert metrics.total_peak_flops(5e10, devices("cpu", 1, 8)) == 5e10
+  assert metrics.total_peak_flops(5e10, devices("cpu", 2, 4)) == 1e11
+  assert metrics.total_peak_flops(197e12, devices("tpu", 4, 4)) == 16 * 197e12
+  # And the meter's MFU is flops / that peak: 1000 tokens/s x 1e6 FLOPs/token on 1e10 FLOP/s.
+  plan = types.SimpleNamespace(tokens_per_step=1000, total_steps=10)
+  meter = metrics.Meter(plan, 10**6, 1e10, 0)
+  meter.last_time -= 1.0
+  _, record = meter.update(1, {"loss": 1.0, "lr": 0.1, "grad_norm": 1.0})
+  assert abs(record["mfu"] - record["tokens_per_s"] * 1e6 / 1e10) < 1e-12
+  assert 0.09 < record["mfu"] <= 0.1
