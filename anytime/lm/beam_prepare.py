@@ -33,6 +33,7 @@ from anytime.lm import row_files, shards
 from anytime.lm import tokenizer as tokenizer_lib
 
 ENCODE_BATCH_CHARS = 1 << 20
+IN_PROCESS = "InProcess"  # --runner: the same steps in this process, no Beam (small corpora)
 
 
 def _fs():
@@ -89,7 +90,10 @@ def write_shard(shard: shards.Shard, tok, opts: dict) -> list[dict]:
   val_fraction = 0.0 if opts["val_by_shard"] else opts["val_fraction"]
 
   def flush(batch):
-    for (where, text), ids in zip(batch, tok.encode_batch([t for _, t in batch]), strict=True):
+    texts = [t for _, t in batch]
+    threads = opts.get("encode_threads", 1)  # C++ threads; the ids do not depend on them
+    encoded = tok.encode_batch(texts, num_threads=threads)
+    for (where, text), ids in zip(batch, encoded, strict=True):
       top = max(ids, default=-1)
       if top >= tok.vocab_size or min(ids, default=0) < 0:
         raise ValueError(
@@ -155,14 +159,19 @@ def _write_shard_fn(tok_bytes: bytes, tok_kind: str, eos_token: str | None, opts
       self.tok = tokenizer_lib.from_bytes(tok_bytes, tok_kind, eos_token)
 
     def process(self, shard):
-      try:
-        yield from write_shard(shard, self.tok, opts)
-      except shards.BadInput as err:
-        if not opts["skip_bad"]:
-          raise
-        yield dict(split="skipped", shard=shard.index, input=shard.name, error=str(err))
+      yield from _shard_stats(shard, self.tok, opts)
 
   return WriteShard()
+
+
+def _shard_stats(shard: shards.Shard, tok, opts: dict) -> list[dict]:
+  """write_shard's statistics, or the shard reported as skipped (bad input, when skipping)."""
+  try:
+    return write_shard(shard, tok, opts)
+  except shards.BadInput as err:
+    if not opts["skip_bad"]:
+      raise
+    return [dict(split="skipped", shard=shard.index, input=shard.name, error=str(err))]
 
 
 def assemble_meta(stats: list[dict], base: dict, num_shards: int) -> dict:
@@ -204,40 +213,60 @@ def _meta_writer(output_dir: str, base: dict, num_shards: int):
 
 def _check_output_dir(output_dir: str, overwrite: bool) -> None:
   """Refuses a finished dataset unless overwrite; then removes its meta.json first, files after."""
-  fs = _fs()
   meta = f"{output_dir}/{row_files.META_FILE}"
-  if fs.exists(meta):
+  if _is_local(output_dir):  # no Beam needed (the in-process runner)
+    exists, delete = os.path.exists, lambda paths: [os.remove(p) for p in paths]
+    listing = lambda: [f"{output_dir}/{n}" for n in _listdir(output_dir)]
+  else:
+    fs = _fs()
+    exists, delete = fs.exists, fs.delete
+    listing = lambda: [
+      m.path for r in fs.match([f"{output_dir}/*.array_record"]) for m in r.metadata_list
+    ]
+  if exists(meta):
     if not overwrite:
       raise ValueError(
         f"--output_dir={output_dir!r} already holds a finished dataset ({row_files.META_FILE}); "
         "pass --overwrite to replace it"
       )
-    fs.delete([meta])  # from here on the directory no longer looks finished
-  stale = [m.path for r in fs.match([f"{output_dir}/*.array_record"]) for m in r.metadata_list]
+    delete([meta])  # from here on the directory no longer looks finished
+  stale = [p for p in listing() if p.endswith(".array_record")]
   if stale:
-    fs.delete(stale)
+    delete(stale)
   if _is_local(output_dir):
     os.makedirs(output_dir, exist_ok=True)
 
 
-def train_tokenizer(input_shards, args) -> tokenizer_lib.Tokenizer:
-  """A BPE trained on the first --tokenizer_sample_chars characters of training documents."""
+def _listdir(path: str) -> list[str]:
+  return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def train_tokenizer(
+  input_shards,
+  *,
+  vocab_size: int,
+  sample_chars: int,
+  val_fraction: float,
+  val_by_shard: bool = False,
+  text_field: str = "text",
+  split: str = "file",
+  skip_bad: bool = False,
+) -> tokenizer_lib.Tokenizer:
+  """A BPE trained on the first sample_chars characters of training documents."""
 
   def texts():
     used = 0
     for shard in input_shards:
       if shard.split == "val":
         continue
-      for _, text in shards.documents(
-        shard, text_field=args.text_field, split=args.split, skip_bad=args.skip_bad_records
-      ):
-        if args.val_input or not shards.is_val(text, args.val_fraction):
+      for _, text in shards.documents(shard, text_field=text_field, split=split, skip_bad=skip_bad):
+        if val_by_shard or not shards.is_val(text, val_fraction):
           yield text
           used += len(text)
-          if used >= args.tokenizer_sample_chars:
+          if used >= sample_chars:
             return
 
-  model = tokenizer_lib.train_bpe(texts(), args.vocab_size, max_chars=args.tokenizer_sample_chars)
+  model = tokenizer_lib.train_bpe(texts(), vocab_size, max_chars=sample_chars)
   return tokenizer_lib.Tokenizer(model)
 
 
@@ -282,36 +311,92 @@ def parser() -> argparse.ArgumentParser:
     help="skip and count bad records/shards in meta.json instead of failing",
   )
   p.add_argument("--overwrite", action="store_true", help="replace a finished dataset")
-  p.add_argument("--runner", default="DirectRunner", help="Beam runner (DataflowRunner, ...)")
+  p.add_argument(
+    "--runner",
+    default="DirectRunner",
+    help=f"Beam runner (DataflowRunner, ...), or {IN_PROCESS}: the same steps without Beam",
+  )
   return p
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
   """Parses the command line, runs the pipeline to completion; returns meta.json's content."""
   args, beam_args = parser().parse_known_args(argv)
-  beam = shards.import_beam()
-  from apache_beam.options.pipeline_options import PipelineOptions
-
-  if args.seq_len < 1:
-    raise ValueError(f"--seq_len={args.seq_len} must be >= 1")
   if args.val_input and args.input_dir:
     raise ValueError("--val_input goes with --input (JSON-lines shards)")
-  if not args.val_input and not 0 < args.val_fraction < 1:
-    raise ValueError(f"--val_fraction={args.val_fraction} must be in (0, 1)")
-  started = time.time()
   if args.input:
     input_shards = shards.json_shards(args.input, args.val_input)
   else:
     exts = [e for e in args.extensions.split(",") if e] or None
     input_shards = shards.text_shards(args.input_dir, exts)
-  out = args.output_dir.rstrip("/")
+  return prepare_shards(
+    input_shards,
+    args.output_dir,
+    tokenizer=args.tokenizer,
+    eos_token=args.eos_token,
+    vocab_size=args.vocab_size,
+    sample_chars=args.tokenizer_sample_chars,
+    seq_len=args.seq_len,
+    val_fraction=args.val_fraction,
+    val_input=args.val_input,
+    text_field=args.text_field,
+    split=args.split,
+    skip_bad=args.skip_bad_records,
+    overwrite=args.overwrite,
+    runner=args.runner,
+    beam_args=beam_args,
+  )
+
+
+def prepare_shards(
+  input_shards: Sequence[shards.Shard],
+  output_dir: str,
+  *,
+  tokenizer: str = "",
+  eos_token: str | None = None,
+  vocab_size: int = 4096,
+  sample_chars: int = 100_000_000,
+  seq_len: int = 1024,
+  val_fraction: float = 0.01,
+  val_input: str = "",
+  text_field: str = "text",
+  split: str = "file",
+  skip_bad: bool = False,
+  overwrite: bool = False,
+  runner: str = "DirectRunner",
+  beam_args: Sequence[str] = (),
+  encode_threads: int = 1,
+  source: dict | None = None,
+) -> dict:
+  """The pipeline on given shards (what run and the stdlib corpus cache call); returns the meta.
+
+  runner=IN_PROCESS runs the same steps (write_shard per shard, then assemble_meta) one after
+  the other in this process, without Beam: the row files are byte for byte the Beam runners'
+  (write_shard's output depends only on its shard), and a small corpus skips Beam's start-up.
+  """
+  if seq_len < 1:
+    raise ValueError(f"--seq_len={seq_len} must be >= 1")
+  if not val_input and not 0 < val_fraction < 1:
+    raise ValueError(f"--val_fraction={val_fraction} must be in (0, 1)")
+  started = time.time()
+  out = output_dir.rstrip("/")
   out = os.path.abspath(out) if _is_local(out) else out
-  _check_output_dir(out, args.overwrite)
-  if args.tokenizer:
-    tok = tokenizer_lib.load(args.tokenizer, args.eos_token)
-    tok_file = "tokenizer.json" if args.tokenizer.endswith(".json") else "tokenizer.model"
+  _check_output_dir(out, overwrite)
+  if tokenizer:
+    tok = tokenizer_lib.load(tokenizer, eos_token)
+    tok_file = "tokenizer.json" if tokenizer.endswith(".json") else "tokenizer.model"
   else:
-    tok, tok_file = train_tokenizer(input_shards, args), "tokenizer.model"
+    tok = train_tokenizer(
+      input_shards,
+      vocab_size=vocab_size,
+      sample_chars=sample_chars,
+      val_fraction=val_fraction,
+      val_by_shard=bool(val_input),
+      text_field=text_field,
+      split=split,
+      skip_bad=skip_bad,
+    )
+    tok_file = "tokenizer.model"
   _write_bytes(
     os.path.join(out, tok_file) if _is_local(out) else f"{out}/{tok_file}", tok.model_bytes
   )
@@ -323,32 +408,40 @@ def run(argv: Sequence[str] | None = None) -> dict:
     byte_order="little",
     vocab_size=tok.vocab_size,
     eos_id=tok.eos_id,
-    seq_len=args.seq_len,
-    row_tokens=args.seq_len + 1,
-    stride=args.seq_len,
+    seq_len=seq_len,
+    row_tokens=seq_len + 1,
+    stride=seq_len,
     tokenizer=tok_file,
     tokenizer_kind=tokenizer_lib.kind_of(tok),
     tokenizer_sha256=tok.sha256,
-    tokenizer_trained=not args.tokenizer,
-    text_field=args.text_field,
-    val=dict(by="shards", input=args.val_input)
-    if args.val_input
-    else dict(by="content_hash", fraction=args.val_fraction),
+    tokenizer_trained=not tokenizer,
+    text_field=text_field,
+    val=dict(by="shards", input=val_input)
+    if val_input
+    else dict(by="content_hash", fraction=val_fraction),
     inputs=[dict(name=s.name, bytes=s.bytes, split=s.split or "train") for s in input_shards],
-    runner=args.runner,
+    runner=runner,
     started=started,
+    **({"source": source} if source else {}),
   )
   opts = dict(
     output_dir=out,
-    seq_len=args.seq_len,
-    val_fraction=args.val_fraction,
-    val_by_shard=bool(args.val_input),
-    text_field=args.text_field,
-    split=args.split,
-    skip_bad=args.skip_bad_records,
+    seq_len=seq_len,
+    val_fraction=val_fraction,
+    val_by_shard=bool(val_input),
+    text_field=text_field,
+    split=split,
+    skip_bad=skip_bad,
+    encode_threads=encode_threads,
   )
-  options = PipelineOptions([f"--runner={args.runner}", *beam_args])
-  fn = _write_shard_fn(tok.model_bytes, tokenizer_lib.kind_of(tok), args.eos_token, opts)
+  write_meta = _meta_writer(out, base, len(input_shards))
+  if runner == IN_PROCESS:
+    return write_meta([s for shard in input_shards for s in _shard_stats(shard, tok, opts)])
+  beam = shards.import_beam()
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  options = PipelineOptions([f"--runner={runner}", *beam_args])
+  fn = _write_shard_fn(tok.model_bytes, tokenizer_lib.kind_of(tok), eos_token, opts)
   with beam.Pipeline(options=options) as pipeline:
     _ = (
       pipeline
@@ -356,7 +449,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
       | "Spread" >> beam.Reshuffle()
       | "WriteRows" >> beam.ParDo(fn)
       | "Gather" >> beam.combiners.ToList()
-      | "WriteMeta" >> beam.Map(_meta_writer(out, base, len(input_shards)))
+      | "WriteMeta" >> beam.Map(write_meta)
     )
   with _fs().open(f"{out}/{row_files.META_FILE}") as f:
     return json.loads(f.read())
@@ -377,4 +470,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return meta
 
 
-__all__ = ["assemble_meta", "main", "run", "write_shard"]
+__all__ = ["IN_PROCESS", "assemble_meta", "main", "prepare_shards", "run", "write_shard"]

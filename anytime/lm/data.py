@@ -13,44 +13,44 @@ Interface (what the trainer calls; docs/data.md has the details):
 Every batch is ``dict(inputs=int32[B_local, seq_len], targets=int32[B_local, seq_len])`` where
 ``targets[:, t] == inputs[:, t + 1]`` within a row: a row is seq_len + 1 consecutive tokens.
 
-Sources (data_cfg.source): "tokens" reads a token-file directory (anytime.lm.prepare writes one;
-any tool can) by memory map; "stdlib" is the Python standard library's sources, tokenized and cached
-on first use (anytime.lm.corpus); "synthetic" is a random first-order Markov chain with a known
-entropy rate, generated in memory.
+Sources (data_cfg.source): "tokens" reads a row dataset (ArrayRecord rows + meta.json, the one
+format: anytime.lm.row_files; ``python -m anytime.lm.prepare`` writes it); "stdlib" is the Python
+standard library's sources, prepared into that same format and cached on first use
+(anytime.lm.corpus); "synthetic" is a random first-order Markov chain with a known entropy rate,
+generated in memory (no file).
 
-Sampling (data_cfg.sampling), per epoch over the training split:
-  "windows": the split cut into consecutive windows of seq_len + 1 tokens with stride seq_len,
-    starting at a random offset in [0, seq_len) drawn per epoch, visited in a random order.
-  "documents": the documents (spans ending in EOS) shuffled per epoch and packed end to end (each
-    keeps its EOS separator) into one stream, cut into rows the same way, visited in a random order.
-Epoch e's offset, document order and row order depend only on (seed, e). The global batch at step
-t is the rows t*B .. t*B + B - 1 of that endless sequence, and process p materialises only its
-slice p*B_local .. (p+1)*B_local - 1, so which rows make up a step does not depend on the number
-of processes, and the iterator state is just the step.
+Rows: a row dataset holds documents packed end to end with EOS, cut into rows of seq_len + 1
+tokens with stride seq_len when it was prepared; an epoch visits every row once in a random order
+(grain's global shuffle, by (seed, epoch)). The synthetic stream is cut the same way from a random
+offset in [0, seq_len) drawn per epoch. The global batch at step t is the rows t*B .. t*B + B - 1
+of that endless sequence, and process p reads only its slice p*B_local .. (p+1)*B_local - 1, so
+which rows make up a step does not depend on the number of processes, and the iterator state is
+just the step. Rows are read a batch at a time (one ArrayRecord call and one vectorised id check
+per batch, anytime.lm.row_files).
 
-Validation batches are the first rows (stride seq_len, no shuffling) of the held-out split, which
-never shares a document with the training split.
+Validation batches are the first rows (no shuffling) of the held-out split, which never shares a
+document with the training split.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grain
 import ml_collections
 import numpy as np
 
-from anytime.lm import corpus, prepare, row_files
-from anytime.lm.rows import DocumentRows, WindowRows, mix_seed
+from anytime.lm import corpus, row_files
+from anytime.lm.rows import WindowRows, mix_seed
 from anytime.lm.synthetic import MarkovChain, markov_chain, sample_chain
-from anytime.lm.token_files import TokenData, open_token_dir, read_meta
 
 SOURCES = ("synthetic", "stdlib", "tokens")
-SAMPLINGS = ("windows", "documents")
+SAMPLINGS = ("windows",)
 STATE_FORMAT = "anytime.lm.data/1"
 
 
@@ -58,16 +58,18 @@ def default_data_config() -> ml_collections.ConfigDict:
   """The data fields of the trainer config, with their defaults (the embedded stdlib corpus)."""
   cfg = ml_collections.ConfigDict()
   # Where tokens come from: "synthetic" (Markov chain, tests), "stdlib" (the Python standard
-  # library sources, prepared and cached on first use), "tokens" (a token-file dir at `path`).
+  # library sources, prepared and cached on first use), "tokens" (a row dataset at `path`).
   cfg.source = "stdlib"
-  # "tokens": the token-file directory (train.bin, val.bin, meta.json). "stdlib": the cache root
-  # under which stdlib-<key>/ is written (default $ANYTIME_CACHE, else ~/.cache/anytime).
+  # "tokens": the row dataset directory (*.array_record, meta.json; python -m anytime.lm.prepare).
+  # "stdlib": the cache root under which stdlib-<key>/ is written (default $ANYTIME_CACHE, else
+  # ~/.cache/anytime).
   cfg.path = ""
-  # "windows": random fixed-length windows of seq_len + 1 tokens (OLMo-style, scales to any size);
-  # "documents": documents shuffled and packed end to end with EOS, cut into rows.
+  # "windows" (the only value): rows of seq_len + 1 tokens, stride seq_len, in a shuffled order
+  # per epoch. "documents" (a per-token document index, 156 GB for C4) was retired with the flat
+  # token files (#28): row datasets are documents packed with EOS by prepare.
   cfg.sampling = "windows"
   # grain read threads (threads, not processes: 2 cores here; 0 reads in the calling thread) and
-  # the number of batches read ahead. One thread delivers ~10M tokens/s here (docs/data.md).
+  # the number of batches read ahead (docs/data.md, "Throughput").
   cfg.num_threads = 1
   cfg.prefetch = 4
   # "synthetic" only: vocabulary (the last id is EOS, the chain uses the others), successors per
@@ -127,6 +129,13 @@ def validate_data_config(
     raise ValueError(f"data config lacks field(s) {missing}; start from default_data_config()")
   if data_cfg.source not in SOURCES:
     _fail("source", data_cfg.source, f"one of {SOURCES}")
+  if data_cfg.sampling == "documents":
+    _fail(
+      "sampling",
+      data_cfg.sampling,
+      "retired with the flat token files (#28): row datasets are documents packed with EOS; "
+      'use "windows"',
+    )
   if data_cfg.sampling not in SAMPLINGS:
     _fail("sampling", data_cfg.sampling, f"one of {SAMPLINGS}")
   _check_int(data_cfg, "num_threads", 0, 64)
@@ -170,14 +179,14 @@ def validate_data_config(
     if data_cfg.path and os.path.exists(data_cfg.path) and not os.path.isdir(data_cfg.path):
       _fail("path", data_cfg.path, "the stdlib cache root must be a directory")
   else:  # tokens
-    if not data_cfg.path:
-      _fail("path", data_cfg.path, 'source "tokens" needs the token-file directory')
-    if row_files.is_rows_dir(data_cfg.path):
-      meta = row_files.read_meta(data_cfg.path)
-      if seq_len is not None:
-        row_files.check_seq_len(meta, int(seq_len), data_cfg.path)
-      return
-    train_tokens = read_meta(data_cfg.path)["splits"]["train"]["tokens"]
+    _check_rows_dir(data_cfg.path)
+    meta = row_files.read_meta(data_cfg.path)
+    if seq_len is not None:
+      row_files.check_seq_len(meta, int(seq_len), data_cfg.path)
+    # One row read: a wrong dtype or seq_len in meta.json is refused here, before any compile,
+    # not at the first batch (the per-file rows and max_id were checked by read_meta).
+    row_files.open_split(data_cfg.path, meta, "train").read(np.array([0]))
+    return
 
   if train_tokens is not None and seq_len is not None and _rows_possible(train_tokens, seq_len) < 1:
     raise ValueError(
@@ -186,48 +195,76 @@ def validate_data_config(
     )
 
 
+def _check_rows_dir(path: str) -> None:
+  """data.path must be a row dataset; the old flat token dirs are named as such (#28)."""
+  if not path:
+    _fail("path", path, 'source "tokens" needs the row dataset directory')
+  if not os.path.isdir(path):
+    _fail("path", path, "not a directory (expected a row dataset: *.array_record, meta.json)")
+  if row_files.is_rows_dir(path):
+    return
+  if os.path.exists(os.path.join(path, "train.bin")):
+    _fail(
+      "path",
+      path,
+      "flat token files (train.bin) are no longer read (#28): prepare the text again with "
+      "python -m anytime.lm.prepare (ArrayRecord rows)",
+    )
+  _fail(
+    "path",
+    path,
+    f"no {row_files.META_FILE} of format {row_files.FORMAT!r} in it (write datasets with "
+    "python -m anytime.lm.prepare)",
+  )
+
+
 def _rows_possible(num_tokens: int, seq_len: int) -> int:
   return (num_tokens - 1) // seq_len
 
 
 # --------------------------------------------------------------------------------------------
-# Token sources (token-file directories: anytime.lm.token_files).
+# Row datasets: data.path, or the stdlib corpus's cache (anytime.lm.row_files).
 
 
 @functools.lru_cache(maxsize=8)
-def _stdlib_dir(vocab: int, val_fraction: float, extra: tuple[str, ...], path: str) -> str:
+def _stdlib_dir(
+  vocab: int, val_fraction: float, extra: tuple[str, ...], path: str, row_len: int
+) -> str:
   return corpus.ensure_stdlib_tokens(
-    vocab_size=vocab, val_fraction=val_fraction, extra_text_dirs=extra, cache_path=path or None
+    vocab_size=vocab,
+    val_fraction=val_fraction,
+    extra_text_dirs=extra,
+    cache_path=path or None,
+    seq_len=row_len,
   )
 
 
-def stdlib_token_dir(data_cfg) -> str:
-  """The cached token dir of the stdlib corpus for this config (prepared on first call)."""
+def stdlib_token_dir(data_cfg, seq_len: int | None = None) -> str:
+  """The cached row dataset of the stdlib corpus for this config and trainer seq_len (prepared
+  on first call; rows stored at corpus.row_seq_len(seq_len))."""
   return _stdlib_dir(
     int(data_cfg.tokenizer_vocab_size),
     float(data_cfg.val_fraction),
     tuple(str(d) for d in data_cfg.extra_text_dirs),
     data_cfg.path or "",
+    corpus.row_seq_len(seq_len),
   )
 
 
-def load_tokens(data_cfg) -> TokenData:
-  """Both splits of the configured source (validates the config first)."""
-  validate_data_config(data_cfg)
+def dataset_dir(data_cfg, seq_len: int | None = None) -> str | None:
+  """The row dataset a "tokens" or "stdlib" config reads (None for "synthetic")."""
   if data_cfg.source == "tokens":
-    return open_token_dir(data_cfg.path)
+    return data_cfg.path
   if data_cfg.source == "stdlib":
-    return open_token_dir(stdlib_token_dir(data_cfg))
-  return _synthetic_data(*_synthetic_args(data_cfg))
+    return stdlib_token_dir(data_cfg, seq_len)
+  return None
 
 
 def vocab_size(data_cfg) -> int:
   """Vocabulary of the source: the tokenizer's (stdlib), meta.json's (tokens), data.vocab_size."""
   validate_data_config(data_cfg)
-  if data_cfg.source == "tokens" and row_files.is_rows_dir(data_cfg.path):
-    return int(row_files.read_meta(data_cfg.path)["vocab_size"])
   if data_cfg.source == "tokens":
-    return int(read_meta(data_cfg.path)["vocab_size"])
+    return int(row_files.read_meta(data_cfg.path)["vocab_size"])
   if data_cfg.source == "stdlib":
     return int(data_cfg.tokenizer_vocab_size)
   return int(data_cfg.vocab_size)
@@ -260,13 +297,24 @@ def synthetic_entropy_rate(data_cfg) -> float:
   return synthetic_chain(data_cfg).entropy_rate
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenData:
+  """Both splits of the synthetic source as 1-D token streams (documents + EOS)."""
+
+  train: np.ndarray
+  val: np.ndarray
+  vocab_size: int
+  eos_id: int
+  identity: str  # names the data for iterator-state checks
+
+
 @functools.lru_cache(maxsize=4)
 def _synthetic_data(
   vocab: int, branching: int, doc_len: int, train_tokens: int, val_tokens: int, seed: int
 ) -> TokenData:
   chain = markov_chain(vocab - 1, branching, seed)
   eos = vocab - 1
-  dtype = prepare.token_dtype(vocab)
+  dtype = row_files.token_dtype(vocab)
   splits = {}
   for k, (split, tokens) in enumerate((("train", train_tokens), ("val", val_tokens))):
     num_docs = math.ceil(tokens / (doc_len + 1))
@@ -282,23 +330,36 @@ def _synthetic_data(
 # Rows: the endless sequence of training rows, random access by (epoch, row).
 
 
-def _rows(data: TokenData, sampling: str, seq_len: int, seed: int) -> Callable[[int, int], Any]:
+def synthetic_tokens(data_cfg) -> TokenData:
+  """Both splits of the synthetic source (validates the config first)."""
+  validate_data_config(data_cfg)
+  if data_cfg.source != "synthetic":
+    raise ValueError(f"data.source={data_cfg.source!r}: only the synthetic source is in memory")
+  return _synthetic_data(*_synthetic_args(data_cfg))
+
+
+def _synthetic(data_cfg, seq_len: int) -> TokenData:
+  data = synthetic_tokens(data_cfg)
   if _rows_possible(len(data.train), seq_len) < 1:
     raise ValueError(
       f"seq_len={seq_len} is too long: the training split has {len(data.train)} tokens"
     )
-  if sampling == "documents":
-    if data.eos_id is None:
-      raise ValueError('data.sampling="documents" needs an eos_id in meta.json (it is null)')
-    return DocumentRows(data.train, seq_len, seed, data.eos_id)
-  return WindowRows(data.train, seq_len, seed)
+  return data
 
 
-def _row_dataset(data_cfg) -> tuple[dict, dict[str, row_files.RowSplit]] | None:
-  """(meta, splits) when data.path is an ArrayRecord row dataset (row_files), else None."""
-  if data_cfg.source != "tokens" or not row_files.is_rows_dir(data_cfg.path):
+def _row_dataset(data_cfg, seq_len: int) -> tuple[dict, dict[str, row_files.RowSplit]] | None:
+  """(meta, splits) of the row dataset the config reads; None for the synthetic source."""
+  path = dataset_dir(data_cfg, seq_len)
+  if path is None:
     return None
-  return row_files.open_dataset(data_cfg.path)
+  meta, splits = row_files.open_dataset(path)
+  row_files.check_seq_len(meta, seq_len, path)
+  return meta, splits
+
+
+def _read_batch(rows, batch) -> dict[str, np.ndarray]:
+  epochs, indices = batch
+  return _split_row_batch(rows.read(epochs, indices))
 
 
 def _split_row_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -391,23 +452,25 @@ def make_train_iterator(
   if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
     raise ValueError(f"seed={seed!r} is invalid: expected an integer >= 0")
   mixed = mix_seed(int(seed))
-  stored = _row_dataset(data_cfg)
+  stored = _row_dataset(data_cfg, int(seq_len))
   if stored is not None:
     rows, identity = (
       row_files.StoredRows(stored[1]["train"], seq_len),
       row_files.identity(stored[0]),
     )
   else:
-    data = load_tokens(data_cfg)
-    rows, identity = _rows(data, data_cfg.sampling, seq_len, mixed), data.identity
+    data = _synthetic(data_cfg, int(seq_len))
+    rows, identity = WindowRows(data.train, seq_len, mixed), data.identity
   per_epoch = rows.rows_per_epoch
   local = global_batch_size // process_count
   # 2**50 rows in all (effectively endless): grain computes some lengths in float, so an
   # unbounded repeat (length sys.maxsize) would overflow in batch/slice.
   epochs = max(1, 2**50 // per_epoch)
   ds = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat(epochs)
-  ds = ds.map_with_index(lambda index, row: rows(index // per_epoch, row))
-  ds = ds.batch(local, batch_fn=np.stack)[process_index::process_count].map(_split_row_batch)
+  # (epoch, row) pairs, batched, this process's slice taken, then read a batch at a time.
+  ds = ds.map_with_index(lambda index, row: (index // per_epoch, row))
+  ds = ds.batch(local, batch_fn=lambda pairs: tuple(np.array(c) for c in zip(*pairs, strict=True)))
+  ds = ds[process_index::process_count].map(functools.partial(_read_batch, rows))
   read_options = grain.ReadOptions(
     num_threads=int(data_cfg.num_threads), prefetch_buffer_size=int(data_cfg.prefetch)
   )
@@ -424,10 +487,11 @@ def make_train_iterator(
 
 def eval_rows_available(data_cfg, *, seq_len: int) -> int:
   """How many distinct validation rows of seq_len + 1 tokens the held-out split holds."""
-  stored = _row_dataset(data_cfg)
+  validate_data_config(data_cfg, seq_len=seq_len)
+  stored = _row_dataset(data_cfg, int(seq_len))
   if stored is not None:
     return row_files.StoredRows(stored[1]["val"], seq_len).rows_per_epoch
-  return _rows_possible(len(load_tokens(data_cfg).val), seq_len)
+  return _rows_possible(len(_synthetic_data(*_synthetic_args(data_cfg)).val), seq_len)
 
 
 def make_eval_batches(
@@ -454,12 +518,12 @@ def make_eval_batches(
   )
   if not isinstance(num_batches, int | np.integer) or num_batches < 1:
     raise ValueError(f"num_batches={num_batches!r} is invalid: expected an integer >= 1")
-  stored = _row_dataset(data_cfg)
+  stored = _row_dataset(data_cfg, int(seq_len))
   if stored is not None:
     val_rows = row_files.StoredRows(stored[1]["val"], seq_len)
     available = val_rows.rows_per_epoch
   else:
-    val = load_tokens(data_cfg).val
+    val = _synthetic_data(*_synthetic_args(data_cfg)).val
     available = _rows_possible(len(val), seq_len)
   if batch_size * num_batches > available:
     raise ValueError(
@@ -473,7 +537,7 @@ def make_eval_batches(
   for b in range(num_batches):
     first = b * batch_size + process_index * local
     if stored is not None:
-      rows = np.stack([val_rows(0, r) for r in range(first, first + local)])
+      rows = val_rows.read(None, np.arange(first, first + local))
     else:
       rows = np.stack(
         [
@@ -487,13 +551,14 @@ def make_eval_batches(
 
 __all__: Sequence[str] = (
   "TrainIterator",
+  "dataset_dir",
   "default_data_config",
   "eval_rows_available",
   "make_eval_batches",
   "make_train_iterator",
-  "open_token_dir",
   "stdlib_token_dir",
   "synthetic_entropy_rate",
+  "synthetic_tokens",
   "validate_data_config",
   "vocab_size",
 )

@@ -86,7 +86,7 @@ def _fail(where: str, what: str) -> None:
 
 
 def is_rows_dir(path: str) -> bool:
-  """Whether path's meta.json declares this format (other token dirs are the flat .bin kind)."""
+  """Whether path's meta.json declares this format (the only one the trainer reads)."""
   try:
     with open(os.path.join(path, META_FILE)) as f:
       return json.load(f).get("format") == FORMAT
@@ -166,19 +166,38 @@ class RowSplit:
 
   def row(self, index: int) -> np.ndarray:
     """Row index as int32[seq_len + 1], its ids checked against vocab_size (issue #31)."""
-    raw = self.source()[index]
-    row = np.frombuffer(raw, dtype=self.dtype)
-    if row.size != self.seq_len + 1:
+    return self.read(np.array([index]))[0].astype(np.int32)
+
+  def read(self, indices: np.ndarray) -> np.ndarray:
+    """Rows indices as [n, seq_len + 1] of the stored dtype, read in one batched call.
+
+    The records are fetched one by one (ArrayRecord's own batched reads, __getitems__ and
+    reader.read, start threads per call and measured 2-4x slower here) and then joined, checked
+    and converted once per batch: per-row numpy work was the reader's cost (docs/data.md,
+    "Throughput"). The id check repeats meta.json's per-file max_id (checked on open) on the
+    bytes actually read, so a file replaced after prepare still never feeds an id past the
+    embedding table (issue #31).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    source = self.source()
+    records = [source[i] for i in indices.tolist()]
+    width = self.seq_len + 1
+    flat = np.frombuffer(b"".join(records), dtype=self.dtype)
+    if flat.size != indices.size * width:
+      sizes = np.array([len(r) for r in records]) // self.dtype.itemsize
+      k = int(np.argmax(sizes != width))
       raise ValueError(
-        f"{self.file_of(index)}: row {index} holds {row.size} tokens, expected seq_len + 1 = "
-        f"{self.seq_len + 1} (meta.json's dtype or seq_len is wrong)"
+        f"{self.file_of(int(indices[k]))}: row {int(indices[k])} holds {int(sizes[k])} tokens, "
+        f"expected seq_len + 1 = {width} (meta.json's dtype or seq_len is wrong)"
       )
-    if int(row.max()) >= self.vocab_size:
+    rows = flat.reshape(indices.size, width)
+    if rows.size and int(rows.max()) >= self.vocab_size:
+      k = int(np.argmax(rows.max(axis=1) >= self.vocab_size))
       raise ValueError(
-        f"{self.file_of(index)}: row {index} holds token id {int(row.max())} >= vocab_size="
-        f"{self.vocab_size}"
+        f"{self.file_of(int(indices[k]))}: row {int(indices[k])} holds token id "
+        f"{int(rows[k].max())} >= vocab_size={self.vocab_size}"
       )
-    return row.astype(np.int32)
+    return rows
 
 
 def open_split(path: str, meta: dict, split: str) -> RowSplit:
@@ -187,7 +206,7 @@ def open_split(path: str, meta: dict, split: str) -> RowSplit:
     files=tuple(os.path.join(path, e["file"]) for e in entries),
     rows=int(meta["splits"][split]["rows"]),
     seq_len=int(meta["seq_len"]),
-    dtype=np.dtype(meta["dtype"]),
+    dtype=np.dtype(meta["dtype"]).newbyteorder("<"),  # rows are little-endian
     vocab_size=int(meta["vocab_size"]),
     file_rows=tuple(int(e["rows"]) for e in entries),
   )
@@ -204,15 +223,20 @@ def check_seq_len(meta: dict, seq_len: int, path: str) -> int:
   return stored // seq_len
 
 
-def sub_row(split: RowSplit, index: int, seq_len: int) -> np.ndarray:
-  """Training row index at the trainer's seq_len: part index % k of stored row index // k.
+def sub_rows(split: RowSplit, indices: np.ndarray, seq_len: int) -> np.ndarray:
+  """Rows indices at the trainer's seq_len as int32[n, seq_len + 1]: row i is part i % k of
+  stored row i // k (k = stored seq_len // seq_len).
 
   Stored rows overlap their neighbours by one token, so the k parts of a row (stride seq_len,
   seq_len + 1 tokens each) again predict every token once.
   """
+  indices = np.asarray(indices, dtype=np.int64)
   k = split.seq_len // seq_len
-  part = index % k
-  return split.row(index // k)[part * seq_len : part * seq_len + seq_len + 1]
+  stored = split.read(indices // k)
+  if k == 1:
+    return stored.astype(np.int32)
+  cols = (indices % k)[:, None] * seq_len + np.arange(seq_len + 1)
+  return stored[np.arange(indices.size)[:, None], cols].astype(np.int32)
 
 
 def open_dataset(path: str) -> tuple[dict, dict[str, RowSplit]]:
@@ -230,12 +254,16 @@ def identity(meta: dict) -> str:
 
 
 class StoredRows:
-  """Row r of any epoch at the trainer's seq_len (stored rows are fixed; grain shuffles order)."""
+  """Rows of a stored split at the trainer's seq_len; grain shuffles their order per epoch.
+
+  The rows are fixed by prepare (documents packed with EOS, cut every seq_len tokens): an epoch
+  is every row once, in the order grain's shuffle gives it.
+  """
 
   def __init__(self, split: RowSplit, seq_len: int):
     self.split, self.seq_len = split, seq_len
     self.rows_per_epoch = split.rows * (split.seq_len // seq_len)
 
-  def __call__(self, epoch: int, row: int) -> np.ndarray:
-    del epoch
-    return sub_row(self.split, row, self.seq_len)
+  def read(self, epochs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    del epochs
+    return sub_rows(self.split, rows, self.seq_len)

@@ -1,8 +1,8 @@
-"""Training rows of a token split, random access by (epoch, row): windows or packed documents.
+"""Training rows of an in-memory token stream (the synthetic source), random access by (epoch, row).
 
 anytime.lm.data's train iterator reads row ``r`` of epoch ``e`` through these; each epoch's
-offset or document order depends only on (seed, epoch), so any row is reproducible on its own
-(docs/data.md, "Sampling").
+offset depends only on (seed, epoch), so any row is reproducible on its own. Row datasets on disk
+have their rows fixed by prepare instead (anytime.lm.row_files.StoredRows; docs/data.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["DocumentRows", "WindowRows", "mix_seed"]
+__all__ = ["WindowRows", "mix_seed"]
 
 
 def mix_seed(seed: int) -> int:
@@ -50,43 +50,6 @@ class WindowRows:
     s = self.start(epoch, row)
     return np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int32)
 
-
-class DocumentRows:
-  """Epoch e: documents (spans ending in EOS) in a random order, packed, cut every L tokens."""
-
-  def __init__(self, tokens: np.ndarray, seq_len: int, seed: int, eos_id: int):
-    self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
-    ends = np.flatnonzero(np.asarray(tokens) == eos_id) + 1
-    if not ends.size or ends[-1] != len(tokens):
-      ends = np.append(ends, len(tokens))
-    self.starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    self.lengths = (ends - self.starts).astype(np.int64)
-    self.rows_per_epoch = (len(tokens) - 1) // seq_len
-    self._orders: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    self._lock = threading.Lock()
-
-  def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(document permutation, packed start offsets) of the epoch."""
-    with self._lock:
-      if epoch not in self._orders:
-        perm = np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.starts))
-        cum = np.concatenate([[0], np.cumsum(self.lengths[perm])])
-        if len(self._orders) >= 3:
-          self._orders.pop(min(self._orders))
-        self._orders[epoch] = (perm, cum)
-      return self._orders[epoch]
-
-  def __call__(self, epoch: int, row: int) -> np.ndarray:
-    perm, cum = self.order(epoch)
-    begin, end = row * self.seq_len, row * self.seq_len + self.seq_len + 1
-    k = int(np.searchsorted(cum, begin, side="right")) - 1
-    pieces, pos = [], begin
-    while pos < end:
-      doc = perm[k]
-      offset = pos - cum[k]
-      take = min(int(self.lengths[doc] - offset), end - pos)
-      first = self.starts[doc] + offset
-      pieces.append(self.tokens[first : first + take])
-      pos += take
-      k += 1
-    return np.concatenate(pieces).astype(np.int32)
+  def read(self, epochs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows (epochs[i], rows[i]) as int32[n, seq_len + 1] (the batched interface of StoredRows)."""
+    return np.stack([self(int(e), int(r)) for e, r in zip(epochs, rows, strict=True)])

@@ -101,8 +101,8 @@ def json_shards(pattern: str, val_pattern: str = "") -> list[Shard]:
   return [Shard(k, "json", (p,), n, s) for k, (p, n, s) in enumerate(tagged)]
 
 
-def text_shards(input_dir: str, extensions: Sequence[str] | None = None) -> list[Shard]:
-  """The regular files under input_dir (sorted, recursive) grouped into ~64 MB shards."""
+def list_files(input_dir: str, extensions: Sequence[str] | None = None) -> list[str]:
+  """The regular files under input_dir (recursive, no symlinks), sorted by relative posix path."""
   if not os.path.isdir(input_dir):
     raise ValueError(f"input_dir={input_dir!r} is not a directory")
   files = []
@@ -113,17 +113,27 @@ def text_shards(input_dir: str, extensions: Sequence[str] | None = None) -> list
       wanted = not extensions or any(name.endswith(e) for e in extensions)
       if wanted and os.path.isfile(path) and not os.path.islink(path):
         files.append(path)
-  files.sort(key=lambda p: os.path.relpath(p, input_dir).replace(os.sep, "/"))
-  if not files:
-    raise ValueError(f"input_dir={input_dir!r} holds no files (extensions={extensions})")
+  return sorted(files, key=lambda p: os.path.relpath(p, input_dir).replace(os.sep, "/"))
+
+
+def file_shards(files: Sequence[str]) -> list[Shard]:
+  """Text files, in the given order, grouped into shards of about TEXT_SHARD_BYTES each."""
   shards, group, size = [], [], 0
-  for path in files:
+  for k, path in enumerate(files):
     group.append(path)
     size += os.path.getsize(path)
-    if size >= TEXT_SHARD_BYTES or path == files[-1]:
+    if size >= TEXT_SHARD_BYTES or k == len(files) - 1:
       shards.append(Shard(len(shards), "text", tuple(group), size))
       group, size = [], 0
   return shards
+
+
+def text_shards(input_dir: str, extensions: Sequence[str] | None = None) -> list[Shard]:
+  """The regular files under input_dir (sorted, recursive) grouped into ~64 MB shards."""
+  files = list_files(input_dir, extensions)
+  if not files:
+    raise ValueError(f"input_dir={input_dir!r} holds no files (extensions={extensions})")
+  return file_shards(files)
 
 
 def _open_bytes(path: str) -> io.BufferedIOBase:

@@ -1,20 +1,25 @@
 """Train splits of other sizes for the schedule-law runs: is the data repetition the cause?
 
-The schedule sets of laws_lm* train on the stdlib corpus with the 1,024-piece BPE: 4.53M train
-tokens, so the 32-unit runs (15.7M tokens) see each token about 3.5 times and the 8-unit runs
-(3.9M tokens) about 0.9 times. This module writes two token directories that change only the
-train split, with the stdlib corpus's tokenizer and validation split unchanged:
+The schedule sets of laws_lm* train on the stdlib corpus with the 1,024-piece BPE: about 4.5M
+train tokens, so the 32-unit runs (15.7M tokens) see each token about 3.5 times and the 8-unit
+runs (3.9M tokens) about 0.9 times. This module writes two row datasets (the one format,
+anytime.lm.row_files) that change only the train split, with the stdlib corpus's tokenizer and
+validation files unchanged byte for byte:
 
-- ``quarter``: the first quarter of the stdlib train tokens (cut after an EOS), so that the
-  8-unit runs repeat their data as often as the 32-unit runs do (3.5 passes);
-- ``fresh``: the stdlib train tokens followed by more Python sources, encoded with the same
-  tokenizer: the stdlib's own ``test`` package and the ``.py`` files of this interpreter's
-  site-packages (minus test suites, vendored copies and files over 1 MB), so that the 32-unit
-  runs see each token about 0.3 times. Which files these are depends on the installed package
-  versions; ``meta.json`` records their count and a hash of their names and contents.
+- ``quarter``: the first quarter of the stdlib train rows (in file order, each row as stored), so
+  that the 8-unit runs repeat their data as often as the 32-unit runs do (3.5 passes);
+- ``fresh``: the stdlib train rows followed by more Python sources, encoded with the same
+  tokenizer and packed into rows by the prepare pipeline's own step (beam_prepare.write_shard,
+  one more shard, every document to train): the stdlib's own ``test`` package and the ``.py``
+  files of this interpreter's site-packages (minus test suites, vendored copies and files over
+  1 MB), so that the 32-unit runs see each token about 0.3 times. Which files these are depends
+  on the installed package versions; ``meta.json`` records their count and a hash of their names
+  and contents.
 
 Each is ``<cache root>/laws-<kind>-<stdlib key>`` (cache root as anytime.lm.corpus), written to a
-temporary directory and renamed when complete. Runs read it with ``data.source=tokens``.
+temporary directory and renamed when complete. Runs read it with ``data.source=tokens``. (Before
+issue #28 these were cut from the flat token stream; the committed laws_lm results rebuild from
+their logs, so only new runs see the row-format splits.)
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import uuid
 
 import numpy as np
 
-from anytime.lm import corpus, prepare
+from anytime.lm import beam_prepare, corpus, row_files, shards
 from anytime.lm import tokenizer as tokenizer_lib
 from anytime.sweeps import common as sc
 
@@ -73,63 +78,104 @@ def extra_files() -> list[str]:
   return found
 
 
-def _tokens(path: str, meta: dict, split: str) -> np.ndarray:
-  file = os.path.join(path, meta["splits"][split]["file"])
-  return np.memmap(file, dtype=meta["dtype"], mode="r")
+def _file_stats(rows: np.ndarray, entry: dict, eos: int) -> dict:
+  """A row file's meta.json entry for rows cut from entry's file (tokens of its packed stream)."""
+  stream_tokens = rows.shape[0] * (rows.shape[1] - 1) + (1 if len(rows) else 0)
+  documents = int(np.count_nonzero(rows[:, 1:] == eos)) + int(len(rows) and rows[0, 0] == eos)
+  return dict(
+    entry,
+    rows=int(rows.shape[0]),
+    tokens=stream_tokens,
+    documents=documents,
+    dropped_tokens=0,
+    max_id=int(rows.max()) if rows.size else -1,
+  )
+
+
+def _quarter(base: str, meta: dict, tmp: str) -> tuple[list[dict], dict]:
+  """The first quarter of the train rows, copied record for record."""
+  split = row_files.open_split(base, meta, "train")
+  keep = split.rows // 4
+  files, first = [], 0
+  for entry in meta["splits"]["train"]["files"]:
+    take = min(entry["rows"], keep - first)
+    if take <= 0:
+      break
+    rows = split.read(np.arange(first, first + take))
+    writer = row_files.rows_writer(os.path.join(tmp, entry["file"]))
+    for row in rows:
+      writer.write(row.tobytes())
+    writer.close()
+    files.append(_file_stats(rows, entry, meta["eos_id"]))
+    first += entry["rows"]
+  return files, dict(kind="quarter", from_rows=int(split.rows))
+
+
+def _fresh(base: str, meta: dict, tmp: str, num_threads: int) -> tuple[list[dict], dict]:
+  """Every train file, plus one more shard of the extra files (all train) by write_shard."""
+  for entry in meta["splits"]["train"]["files"]:
+    shutil.copyfile(os.path.join(base, entry["file"]), os.path.join(tmp, entry["file"]))
+  tok = tokenizer_lib.Tokenizer.from_file(os.path.join(base, meta["tokenizer"]))
+  files = extra_files()
+  digest = hashlib.sha256()
+  for path in files:
+    with open(path, "rb") as f:
+      digest.update(os.path.relpath(path, os.path.dirname(path)).encode() + b"\x00" + f.read())
+  index = 1 + max(e["shard"] for s in ("train", "val") for e in meta["splits"][s]["files"])
+  shard = shards.Shard(index, "text", tuple(files), sum(os.path.getsize(p) for p in files))
+  opts = dict(
+    output_dir=tmp,
+    seq_len=meta["seq_len"],
+    val_fraction=0.0,
+    val_by_shard=True,  # with no val shard: every document to train
+    text_field="text",
+    split="file",
+    skip_bad=False,
+    encode_threads=num_threads,
+  )
+  stats = {s["split"]: s for s in beam_prepare.write_shard(shard, tok, opts)}
+  os.remove(os.path.join(tmp, stats["val"]["file"]))  # empty; the val split stays the stdlib's
+  added = {k: v for k, v in stats["train"].items() if k != "split"}
+  source = dict(kind="fresh", extra_files=len(files), extra_sha256=digest.hexdigest())
+  return [*meta["splits"]["train"]["files"], added], source
 
 
 def prepare_kind(kind: str, cache: str | None = None, num_threads: int = 2) -> str:
-  """Writes the ``kind`` token directory if it does not exist yet; returns its path."""
+  """Writes the ``kind`` row dataset if it does not exist yet; returns its path."""
   out = token_dir(kind, cache)
-  if os.path.exists(os.path.join(out, prepare.META_FILE)):
+  if os.path.exists(os.path.join(out, row_files.META_FILE)):
     return out
   base = _stdlib_dir(cache)
-  with open(os.path.join(base, prepare.META_FILE)) as f:
-    meta = json.load(f)
-  train = _tokens(base, meta, "train")
-  eos = meta["eos_id"]
-  if kind == "quarter":
-    ends = np.flatnonzero(np.asarray(train[: train.size // 4]) == eos)
-    parts = [np.asarray(train[: int(ends[-1]) + 1])]
-    source = dict(kind=kind, from_tokens=int(train.size))
-  else:
-    tok = tokenizer_lib.Tokenizer.from_file(os.path.join(base, meta["tokenizer"]))
-    files = extra_files()
-    digest = hashlib.sha256()
-    texts = []
-    for path in files:
-      with open(path, "rb") as f:
-        data = f.read()
-      digest.update(os.path.relpath(path, os.path.dirname(path)).encode() + b"\x00" + data)
-      texts.append(data.decode("utf-8", errors="replace"))
-    parts = [np.asarray(train)]
-    for ids in tok.encode_batch(texts, num_threads=num_threads):
-      parts.append(np.asarray([*ids, eos], dtype=meta["dtype"]))
-    source = dict(kind=kind, extra_files=len(files), extra_sha256=digest.hexdigest())
-  train_out = np.concatenate(parts).astype(meta["dtype"])
+  meta = row_files.read_meta(base)
   tmp = f"{out}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
   os.makedirs(tmp)
   try:
-    train_out.tofile(os.path.join(tmp, meta["splits"]["train"]["file"]))
-    for name in (meta["splits"]["val"]["file"], meta["tokenizer"]):
+    if kind == "quarter":
+      files, source = _quarter(base, meta, tmp)
+    else:
+      files, source = _fresh(base, meta, tmp, num_threads)
+    for name in [e["file"] for e in meta["splits"]["val"]["files"]] + [meta["tokenizer"]]:
       shutil.copyfile(os.path.join(base, name), os.path.join(tmp, name))
     new = dict(meta)
-    new["splits"] = dict(meta["splits"])
-    new["splits"]["train"] = dict(meta["splits"]["train"], tokens=int(train_out.size))
-    new["source"] = dict(meta["source"], laws_lm_data=source)
-    with open(os.path.join(tmp, prepare.META_FILE), "w") as f:
-      json.dump(new, f, indent=2, sort_keys=True)
+    train = dict(files=files)
+    for k in ("rows", "tokens", "documents", "dropped_tokens"):
+      train[k] = sum(int(f[k]) for f in files)
+    new["splits"] = dict(meta["splits"], train=train)
+    new["source"] = dict(meta.get("source", {}), laws_lm_data=source)
+    with open(os.path.join(tmp, row_files.META_FILE), "w") as f:
+      json.dump(new, f, indent=1, sort_keys=True)
     os.rename(tmp, out)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
-    if os.path.exists(os.path.join(out, prepare.META_FILE)):
+    if os.path.exists(os.path.join(out, row_files.META_FILE)):
       return out  # another process published it first
     raise
   return out
 
 
 def train_tokens(path: str) -> int:
-  with open(os.path.join(path, prepare.META_FILE)) as f:
+  """Tokens of the train split's packed streams (meta.json's count)."""
+  with open(os.path.join(path, row_files.META_FILE)) as f:
     return int(json.load(f)["splits"]["train"]["tokens"])
 
 

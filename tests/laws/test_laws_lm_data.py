@@ -1,14 +1,14 @@
-"""experiments/laws_lm/data.py: the other train splits keep the stdlib corpus's validation split
-and tokenizer byte for byte and change only the train tokens (a prefix cut after an EOS, or the
-same tokens followed by the extra files' encodings); run names and parents are retargeted."""
+"""experiments/laws_lm/data.py: the other train splits keep the stdlib corpus's validation files
+and tokenizer byte for byte and change only the train rows (a prefix of the stored rows, or the
+same rows followed by the extra files' rows, packed by the prepare pipeline's own step); run names
+and parents are retargeted."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
-from anytime.lm import prepare
+from anytime.lm import beam_prepare, data, row_files, shards
 from anytime.lm import tokenizer as tokenizer_lib
 from experiments.laws_lm import data as lld
 from experiments.laws_lm import long as laws_lm_long
@@ -23,11 +23,20 @@ def _text(rng, n):
 
 @pytest.fixture
 def base(tmp_path, monkeypatch):
-  """A small prepared corpus standing in for the stdlib one, and two extra source files."""
+  """A small row dataset standing in for the stdlib one (two shards), and two extra files."""
   rng = np.random.default_rng(0)
-  docs = [(f"d{k}.py", _text(rng, int(rng.integers(20, 200)))) for k in range(60)]
+  src = tmp_path / "src"
+  src.mkdir()
+  paths = []
+  for k in range(60):
+    (src / f"d{k:02d}.py").write_text(_text(rng, int(rng.integers(20, 200))))
+    paths.append(str(src / f"d{k:02d}.py"))
   base_dir = str(tmp_path / "cache" / "stdlib-abc")
-  prepare.prepare_documents(docs, base_dir, vocab_size=300, val_fraction=0.1)
+  input_shards = [shards.Shard(k, "text", tuple(paths[30 * k : 30 * k + 30]), 0) for k in (0, 1)]
+  beam_prepare.prepare_shards(
+    input_shards, base_dir, vocab_size=300, val_fraction=0.1, seq_len=32,
+    runner=beam_prepare.IN_PROCESS,
+  )  # fmt: skip
   extra = tmp_path / "extra"
   extra.mkdir()
   texts = [_text(rng, 50), _text(rng, 80)]
@@ -38,12 +47,9 @@ def base(tmp_path, monkeypatch):
   return base_dir, str(tmp_path / "cache"), texts
 
 
-def _read(path):
-  with open(os.path.join(path, prepare.META_FILE)) as f:
-    meta = json.load(f)
-  split = {s: np.fromfile(os.path.join(path, meta["splits"][s]["file"]), dtype=meta["dtype"])
-           for s in ("train", "val")}  # fmt: skip
-  return meta, split
+def _rows(path):
+  meta, splits = row_files.open_dataset(path)
+  return meta, {s: splits[s].read(np.arange(splits[s].rows)) for s in ("train", "val")}
 
 
 def _same_bytes(a, b, name):
@@ -51,44 +57,54 @@ def _same_bytes(a, b, name):
     return f.read() == g.read()
 
 
-def test_quarter_is_a_prefix_cut_after_an_eos(base):
+def _same_val_and_tokenizer(path, base_dir, meta, meta0):
+  assert meta["splits"]["val"] == meta0["splits"]["val"]
+  for name in [e["file"] for e in meta0["splits"]["val"]["files"]] + [meta0["tokenizer"]]:
+    assert _same_bytes(path, base_dir, name), name
+
+
+def test_quarter_is_the_first_quarter_of_the_stored_rows(base):
   base_dir, cache, _ = base
   path = lld.prepare_kind("quarter", cache)
   assert path == os.path.join(cache, "laws-quarter-abc")
-  meta0, split0 = _read(base_dir)
-  meta, split = _read(path)
-  train0, train = split0["train"], split["train"]
-  eos = meta0["eos_id"]
-  assert train.size == meta["splits"]["train"]["tokens"] <= train0.size // 4
-  np.testing.assert_array_equal(train, train0[: train.size])
-  assert train[-1] == eos
-  # the cut is at the last EOS within the first quarter
-  assert not np.any(train0[train.size : train0.size // 4] == eos)
-  np.testing.assert_array_equal(split["val"], split0["val"])
-  assert _same_bytes(path, base_dir, meta["tokenizer"])
-  assert meta["splits"]["val"] == meta0["splits"]["val"]
-  mtime = os.path.getmtime(os.path.join(path, prepare.META_FILE))
+  meta0, rows0 = _rows(base_dir)
+  meta, rows = _rows(path)
+  assert len(meta0["splits"]["train"]["files"]) == 2 and len(rows["train"]) > 8
+  assert len(rows["train"]) == meta["splits"]["train"]["rows"] == len(rows0["train"]) // 4
+  np.testing.assert_array_equal(rows["train"], rows0["train"][: len(rows["train"])])
+  _same_val_and_tokenizer(path, base_dir, meta, meta0)
+  assert meta["splits"]["train"]["documents"] < meta0["splits"]["train"]["documents"]
+  mtime = os.path.getmtime(os.path.join(path, row_files.META_FILE))
   assert lld.prepare_kind("quarter", cache) == path  # reused, not rewritten
-  assert os.path.getmtime(os.path.join(path, prepare.META_FILE)) == mtime
-  assert lld.train_tokens(path) == train.size
+  assert os.path.getmtime(os.path.join(path, row_files.META_FILE)) == mtime
+  assert lld.train_tokens(path) == len(rows["train"]) * 32 + 1  # one file's packed stream
+  # The trainer reads it.
+  cfg = data.default_data_config()
+  cfg.source, cfg.path = "tokens", path
+  assert next(data.make_train_iterator(cfg, seq_len=16, global_batch_size=4, seed=0))[
+    "inputs"
+  ].shape == (4, 16)
 
 
-def test_fresh_appends_the_extra_files_encoded_with_the_same_tokenizer(base):
+def test_fresh_appends_the_extra_files_rows_encoded_with_the_same_tokenizer(base):
   base_dir, cache, texts = base
   path = lld.prepare_kind("fresh", cache)
-  meta0, split0 = _read(base_dir)
-  meta, split = _read(path)
-  train0, train = split0["train"], split["train"]
-  np.testing.assert_array_equal(train[: train0.size], train0)
-  np.testing.assert_array_equal(split["val"], split0["val"])
+  meta0, rows0 = _rows(base_dir)
+  meta, rows = _rows(path)
+  n0 = len(rows0["train"])
+  np.testing.assert_array_equal(rows["train"][:n0], rows0["train"])
+  _same_val_and_tokenizer(path, base_dir, meta, meta0)
+  added = meta["splits"]["train"]["files"][-1]
+  assert added["file"] == "train-00002.array_record" and added["documents"] == len(texts)
   tok = tokenizer_lib.Tokenizer.from_file(os.path.join(base_dir, meta0["tokenizer"]))
-  tail = train[train0.size :]
-  ends = np.flatnonzero(tail == meta0["eos_id"])
-  assert ends.size == len(texts) and ends[-1] == tail.size - 1
-  pieces = np.split(tail, ends[:-1] + 1)
-  for piece, text in zip(pieces, texts, strict=True):
-    assert tok.decode(piece[:-1].tolist()) == text
+  tail = rows["train"][n0:]
+  stream = np.concatenate([tail[0], *(r[1:] for r in tail[1:])])  # rows overlap by one token
+  ends = np.flatnonzero(stream == meta0["eos_id"])
+  pieces = np.split(stream, ends + 1)
+  assert tok.decode(pieces[0][:-1].tolist()) == texts[0]
+  assert texts[1].startswith(tok.decode(pieces[1][:-1] if len(ends) > 1 else pieces[1]))
   assert meta["source"]["laws_lm_data"]["extra_files"] == 2
+  assert lld.train_tokens(path) == meta0["splits"]["train"]["tokens"] + added["tokens"]
 
 
 def test_extra_files_skip_test_suites_vendored_code_and_large_files(tmp_path, monkeypatch):

@@ -1,13 +1,14 @@
-"""anytime.lm.data: determinism, resume, sharding, window/document contents, validation, entropy."""
+"""anytime.lm.data: determinism, resume, sharding, row contents, the one dataset format (rows),
+validation, the stdlib cache, entropy."""
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from anytime.lm import corpus, data, prepare
-from anytime.lm import rows as rows_lib
+from anytime.lm import beam_prepare, corpus, data, row_files
 
 
 def synthetic_cfg(**overrides):
@@ -22,24 +23,42 @@ def synthetic_cfg(**overrides):
   return cfg
 
 
-def write_token_dir(path, train, val, *, vocab, eos_id=None, dtype=None, meta_overrides=None):
-  """A token dir holding the given arrays, in the format anytime.lm.prepare writes."""
-  dtype = np.dtype(dtype or prepare.token_dtype(vocab))
+def write_rows_dir(
+  path, train, val, *, vocab, seq_len, eos_id=0, dtype=None, meta_overrides=None, files=1
+):
+  """A row dataset holding the given token streams cut into rows of seq_len + 1 (stride seq_len),
+  in the one format (anytime.lm.row_files) - written directly, as any tool may; train's rows are
+  spread over `files` files. Returns the stored rows of each split."""
+  dtype = np.dtype(dtype or row_files.token_dtype(vocab))
   os.makedirs(path, exist_ok=True)
-  np.asarray(train, dtype=dtype).tofile(os.path.join(path, "train.bin"))
-  np.asarray(val, dtype=dtype).tofile(os.path.join(path, "val.bin"))
   meta = dict(
-    format=prepare.FORMAT,
-    format_version=prepare.FORMAT_VERSION,
+    format=row_files.FORMAT,
+    format_version=row_files.FORMAT_VERSION,
     dtype=dtype.name,
     vocab_size=vocab,
     eos_id=eos_id,
-    splits=dict(train=dict(tokens=len(train)), val=dict(tokens=len(val))),
+    seq_len=seq_len,
+    splits={},
   )
+  stored = {}
+  for split, stream in (("train", train), ("val", val)):
+    stream = np.asarray(stream)
+    n = (stream.size - 1) // seq_len
+    rows = np.stack([stream[r * seq_len : r * seq_len + seq_len + 1] for r in range(n)])
+    stored[split] = rows
+    entries = []
+    for k, part in enumerate(np.array_split(rows, files if split == "train" else 1)):
+      name = row_files.file_name(split, k)
+      writer = row_files.rows_writer(os.path.join(path, name))
+      for row in part:
+        writer.write(row.astype(dtype.newbyteorder("<")).tobytes())
+      writer.close()
+      entries.append(dict(file=name, rows=len(part), max_id=int(part.max())))
+    meta["splits"][split] = dict(files=entries, rows=n, tokens=int(stream.size))
   meta.update(meta_overrides or {})
   with open(os.path.join(path, "meta.json"), "w") as f:
     json.dump(meta, f)
-  return path
+  return stored
 
 
 def tokens_cfg(path, **overrides):
@@ -75,20 +94,23 @@ def test_batch_shapes_dtypes_and_shifted_targets():
     assert batch["inputs"].min() >= 0 and batch["inputs"].max() < 64
 
 
-@pytest.mark.parametrize("sampling", ["windows", "documents"])
-def test_deterministic_given_seed_and_seed_matters(sampling):
-  cfg = synthetic_cfg(sampling=sampling)
+def test_deterministic_given_seed_and_seed_matters():
+  cfg = synthetic_cfg()
   make = lambda seed: data.make_train_iterator(cfg, seq_len=16, global_batch_size=4, seed=seed)
   a, b, c = take(make(3), 5), take(make(3), 5), take(make(4), 5)
   assert_batches_equal(a, b)
   assert not all(np.array_equal(x["inputs"], y["inputs"]) for x, y in zip(a, c, strict=True))
 
 
-@pytest.mark.parametrize("sampling", ["windows", "documents"])
+@pytest.mark.parametrize("source", ["synthetic", "rows"])
 @pytest.mark.parametrize("num_threads", [0, 2])
-def test_resume_from_state_equals_uninterrupted(sampling, num_threads):
+def test_resume_from_state_equals_uninterrupted(source, num_threads, tmp_path):
   # 20k tokens / 64 = ~310 rows per epoch, 16 rows per step: 60 steps cross 3 epoch boundaries.
-  cfg = synthetic_cfg(sampling=sampling, num_threads=num_threads)
+  cfg = synthetic_cfg(num_threads=num_threads)
+  if source == "rows":
+    tokens = data.synthetic_tokens(cfg)
+    write_rows_dir(tmp_path, tokens.train, tokens.val, vocab=64, seq_len=64, files=3)
+    cfg = tokens_cfg(tmp_path, num_threads=num_threads)
   kwargs = dict(seq_len=64, global_batch_size=16, seed=7)
   uninterrupted = take(data.make_train_iterator(cfg, **kwargs), 60)
   first = data.make_train_iterator(cfg, **kwargs)
@@ -113,9 +135,13 @@ def test_set_state_rejects_a_different_sequence():
     other.set_state({"next_index": 3})
 
 
-@pytest.mark.parametrize("sampling", ["windows", "documents"])
-def test_process_shards_are_disjoint_slices_of_the_global_batch(sampling):
-  cfg = synthetic_cfg(sampling=sampling)
+@pytest.mark.parametrize("source", ["synthetic", "rows"])
+def test_process_shards_are_disjoint_slices_of_the_global_batch(source, tmp_path):
+  cfg = synthetic_cfg()
+  if source == "rows":
+    tokens = data.synthetic_tokens(cfg)
+    write_rows_dir(tmp_path, tokens.train, tokens.val, vocab=64, seq_len=32, files=2)
+    cfg = tokens_cfg(tmp_path)
   kwargs = dict(seq_len=16, global_batch_size=8, seed=5)
   whole = take(data.make_train_iterator(cfg, **kwargs), 10)
   shards = [
@@ -151,11 +177,12 @@ def test_state_saved_by_one_process_resumes_on_two():
 # ---------------------------------------------------------------------------- row contents
 
 
-def test_windows_are_file_slices_covering_each_epoch_once(tmp_path):
-  n, seq_len = 3001, 10
+@pytest.mark.parametrize("seq_len", [10, 5])
+def test_rows_are_the_stored_rows_each_once_per_epoch_shuffled(tmp_path, seq_len):
+  n = 3001
   train = np.arange(n)  # every token identifies its position
-  write_token_dir(tmp_path, train, np.arange(50), vocab=4000)
-  per_epoch = (n - seq_len) // seq_len  # 299 rows
+  write_rows_dir(tmp_path, train, np.arange(50), vocab=4000, seq_len=10, files=3)
+  per_epoch = (n - 1) // seq_len  # at seq_len 5 each stored row is 2 rows, overlapping by one
   it = data.make_train_iterator(tokens_cfg(tmp_path), seq_len=seq_len, global_batch_size=1, seed=0)
   epochs = []
   for _ in range(2):
@@ -165,55 +192,24 @@ def test_windows_are_file_slices_covering_each_epoch_once(tmp_path):
       start = int(row[0])
       np.testing.assert_array_equal(row, train[start : start + seq_len + 1])
       starts.append(start)
-    offsets = {s % seq_len for s in starts}
-    assert len(offsets) == 1  # one random offset per epoch ...
-    offset = offsets.pop()
-    # ... and every window of that grid exactly once, in a shuffled order.
-    assert sorted(starts) == [offset + r * seq_len for r in range(per_epoch)]
+    # Every row of the stream's grid exactly once, in a shuffled order.
+    assert sorted(starts) == [r * seq_len for r in range(per_epoch)]
     assert starts != sorted(starts)
     epochs.append(starts)
   assert epochs[0] != epochs[1]
 
 
-def test_documents_rows_pack_every_document_once_per_epoch(tmp_path):
-  rng = np.random.default_rng(0)
-  eos, vocab = 0, 1000
-  docs = [rng.integers(1, vocab, size=rng.integers(1, 40)) for _ in range(60)]
-  train = np.concatenate([np.append(d, eos) for d in docs])
-  write_token_dir(tmp_path, train, np.arange(1, 50), vocab=vocab, eos_id=eos)
-  cfg = tokens_cfg(tmp_path, sampling="documents")
-  seq_len = 8
-  per_epoch = (len(train) - 1) // seq_len
-  it = data.make_train_iterator(cfg, seq_len=seq_len, global_batch_size=1, seed=1)
-  rows = [np.concatenate([b["inputs"][0], b["targets"][0][-1:]]) for b in take(it, 2 * per_epoch)]
-  for epoch in range(2):
-    epoch_rows = {r.tobytes() for r in rows[epoch * per_epoch : (epoch + 1) * per_epoch]}
-    assert len(epoch_rows) == per_epoch
-    # The iterator's rows are the packed stream's rows in a shuffled order; rebuild the stream
-    # in row order (consecutive rows share one token) and check it holds whole documents.
-    packed = rows_lib.DocumentRows(train, seq_len, rows_lib.mix_seed(1), eos)
-    stream = np.concatenate(
-      [packed(epoch, r)[:-1] for r in range(per_epoch)] + [packed(epoch, per_epoch - 1)[-1:]]
+def test_documents_sampling_is_retired_with_a_reason(tmp_path):
+  write_rows_dir(tmp_path, np.arange(100) % 50, np.arange(100) % 50, vocab=50, seq_len=10)
+  with pytest.raises(ValueError, match=r"data.sampling='documents' is invalid: retired .*EOS"):
+    data.make_train_iterator(
+      tokens_cfg(tmp_path, sampling="documents"), seq_len=10, global_batch_size=2, seed=0
     )
-    assert {packed(epoch, r).tobytes() for r in range(per_epoch)} == epoch_rows
-    pieces = np.split(stream, np.flatnonzero(stream == eos) + 1)
-    complete = [tuple(p[:-1]) for p in pieces if len(p) and p[-1] == eos]
-    tail = pieces[-1] if len(pieces[-1]) and pieces[-1][-1] != eos else pieces[-1][:0]
-    # Every document appears whole and at most once; the documents missing are exactly the ones
-    # cut off at the end (fewer than seq_len tokens are left over), the tail starts one of them.
-    assert len(stream) == seq_len * per_epoch + 1
-    assert len(complete) == len(set(complete))
-    assert set(complete) <= {tuple(d) for d in docs}
-    missing = [d for d in docs if tuple(d) not in set(complete)]
-    assert sum(len(d) + 1 for d in missing) == len(train) - (len(stream) - len(tail))
-    assert len(tail) == 0 or any(tuple(d[: len(tail)]) == tuple(tail) for d in missing)
-  # Different epochs pack the documents in different orders.
-  assert {r.tobytes() for r in rows[:per_epoch]} != {r.tobytes() for r in rows[per_epoch:]}
 
 
 def test_eval_batches_are_fixed_val_slices_sharded_by_process(tmp_path):
   val = np.arange(1000, 1500)
-  write_token_dir(tmp_path, np.arange(600), val, vocab=2000)
+  write_rows_dir(tmp_path, np.arange(600), val, vocab=2000, seq_len=10)
   cfg = tokens_cfg(tmp_path)
   batches = data.make_eval_batches(cfg, seq_len=10, batch_size=4, num_batches=3)
   assert len(batches) == 3
@@ -239,7 +235,7 @@ def test_eval_batches_are_fixed_val_slices_sharded_by_process(tmp_path):
 
 def test_synthetic_val_is_not_train():
   cfg = synthetic_cfg()
-  tokens = data.load_tokens(cfg)
+  tokens = data.synthetic_tokens(cfg)
   assert len(tokens.train) >= 20_000 and len(tokens.val) >= 4_000
   assert tokens.eos_id == 63 and data.vocab_size(cfg) == 64
   train_rows = {tokens.train[i : i + 24].tobytes() for i in range(0, len(tokens.train) - 24)}
@@ -258,7 +254,7 @@ def test_synthetic_loss_of_the_true_bigram_approaches_the_entropy_rate():
   np.testing.assert_allclose(chain.stationary @ dense, chain.stationary, atol=1e-6)
   # A bigram model estimated from the training split, scored on the validation split: its loss
   # is the entropy rate plus the EOS positions' cost, about (log 512 + H(pi)) / 512 = 0.02 nats.
-  tokens = data.load_tokens(cfg)
+  tokens = data.synthetic_tokens(cfg)
   counts = np.full((32, 32), 0.01)
   np.add.at(counts, (tokens.train[:-1].astype(int), tokens.train[1:].astype(int)), 1)
   probs = counts / counts.sum(axis=1, keepdims=True)
@@ -314,7 +310,7 @@ def test_bad_structure_and_call_arguments_are_named(tmp_path):
     data.validate_data_config(tokens_cfg(""))
   with pytest.raises(ValueError, match=r"not a directory"):
     data.validate_data_config(tokens_cfg(tmp_path / "nowhere"))
-  with pytest.raises(ValueError, match=r"no meta.json"):
+  with pytest.raises(ValueError, match=r"no meta.json of format 'anytime-rows'"):
     data.validate_data_config(tokens_cfg(tmp_path))
   stdlib = data.default_data_config()
   stdlib.extra_text_dirs = (str(tmp_path / "nowhere"),)
@@ -322,43 +318,59 @@ def test_bad_structure_and_call_arguments_are_named(tmp_path):
     data.validate_data_config(stdlib)
 
 
-def test_token_dir_checks_on_open(tmp_path):
-  good = np.arange(100) % 50
-  write_token_dir(tmp_path / "ok", good, good, vocab=50, eos_id=0)
+def _reads(path, seq_len=10):
+  return next(data.make_train_iterator(tokens_cfg(path), seq_len=seq_len, global_batch_size=4,
+                                       seed=0))  # fmt: skip
+
+
+def test_row_dataset_checks_on_open_and_read(tmp_path):
+  good = np.arange(101) % 50
+  write_rows_dir(tmp_path / "ok", good, good, vocab=50, seq_len=10)
   assert data.vocab_size(tokens_cfg(tmp_path / "ok")) == 50
-  assert len(data.open_token_dir(str(tmp_path / "ok")).train) == 100
+  assert _reads(tmp_path / "ok")["inputs"].shape == (4, 10)
 
-  # Written as uint16 but declared uint32: the sizes disagree.
-  write_token_dir(
-    tmp_path / "dtype", good, good, vocab=50, dtype=np.uint16, meta_overrides={"dtype": "uint32"}
-  )
-  with pytest.raises(ValueError, match=r"is not 100 tokens of uint32.*wrong dtype"):
-    data.open_token_dir(str(tmp_path / "dtype"))
+  # Written as uint16 but declared uint32: each record holds half the tokens meta.json says.
+  write_rows_dir(tmp_path / "dtype", good, good, vocab=50, seq_len=10,
+                 meta_overrides={"dtype": "uint32"})  # fmt: skip
+  with pytest.raises(ValueError, match=r"train-00000.array_record: row \d+ holds 5 tokens, "):
+    _reads(tmp_path / "dtype")
 
-  write_token_dir(tmp_path / "count", good, good, vocab=50)
+  write_rows_dir(tmp_path / "count", good, good, vocab=50, seq_len=10)
   meta = json.loads((tmp_path / "count" / "meta.json").read_text())
-  meta["splits"]["train"]["tokens"] = 120
+  meta["splits"]["train"]["rows"] = 12
   (tmp_path / "count" / "meta.json").write_text(json.dumps(meta))
-  with pytest.raises(ValueError, match=r"train.bin: 200 bytes is not 120 tokens"):
-    data.open_token_dir(str(tmp_path / "count"))
+  with pytest.raises(ValueError, match=r"hold 10 rows, meta.json says 12"):
+    _reads(tmp_path / "count")
 
+  # An id >= vocab: meta.json's max_id refuses the file on open; when meta.json does not tell
+  # (a file replaced after prepare), the batch holding the row is refused as it is read.
   bad = good.copy()
   bad[37] = 50
-  write_token_dir(tmp_path / "range", bad, good, vocab=50)
-  with pytest.raises(
-    ValueError, match=r"token id 50 at position 37 is out of range for vocab_size=50"
-  ):
-    data.open_token_dir(str(tmp_path / "range"))
+  write_rows_dir(tmp_path / "range", bad, good, vocab=50, seq_len=10)
+  with pytest.raises(ValueError, match=r"train-00000.array_record: holds token id 50 >= "):
+    _reads(tmp_path / "range")
+  meta = json.loads((tmp_path / "range" / "meta.json").read_text())
+  meta["splits"]["train"]["files"][0]["max_id"] = 49
+  (tmp_path / "range" / "meta.json").write_text(json.dumps(meta))
+  it = data.make_train_iterator(tokens_cfg(tmp_path / "range"), seq_len=10, global_batch_size=10,
+                                seed=0)  # fmt: skip
+  with pytest.raises(ValueError, match=r"train-00000.array_record: row 3 holds token id 50 >= "):
+    next(it)
 
-  write_token_dir(tmp_path / "kind", good, good, vocab=50, meta_overrides={"dtype": "int8"})
+  write_rows_dir(tmp_path / "kind", good, good, vocab=50, seq_len=10,
+                 meta_overrides={"dtype": "int8"})  # fmt: skip
   with pytest.raises(ValueError, match=r"dtype='int8', allowed: 'uint16', 'uint32'"):
     data.validate_data_config(tokens_cfg(tmp_path / "kind"))
 
-  write_token_dir(tmp_path / "eos", good, good, vocab=50, eos_id=None)
-  with pytest.raises(ValueError, match='"documents" needs an eos_id'):
-    data.make_train_iterator(
-      tokens_cfg(tmp_path / "eos", sampling="documents"), seq_len=4, global_batch_size=2, seed=0
-    )
+  with pytest.raises(ValueError, match=r"seq_len=4 does not fit .*seq_len=10"):
+    data.validate_data_config(tokens_cfg(tmp_path / "ok"), seq_len=4)
+
+  # The flat token files of before issue #28 are named, with what to do instead.
+  (tmp_path / "flat").mkdir()
+  good.astype(np.uint16).tofile(tmp_path / "flat" / "train.bin")
+  (tmp_path / "flat" / "meta.json").write_text(json.dumps({"format": "anytime-tokens"}))
+  with pytest.raises(ValueError, match=r"flat token files \(train.bin\) are no longer read"):
+    data.validate_data_config(tokens_cfg(tmp_path / "flat"))
 
 
 def test_stdlib_file_selection_is_sorted_and_excludes_installation_specific_files():
@@ -391,11 +403,12 @@ def test_stdlib_corpus_end_to_end(tmp_path):
   with open(os.path.join(token_dir, "meta.json")) as f:
     meta = json.load(f)
   assert meta["vocab_size"] == 4096 and meta["dtype"] == "uint16"
+  assert meta["format"] == "anytime-rows" and meta["seq_len"] == corpus.ROW_SEQ_LEN
   assert meta["splits"]["train"]["tokens"] > 2_000_000
-  val_share = meta["splits"]["val"]["chars"] / (
-    meta["splits"]["val"]["chars"] + meta["splits"]["train"]["chars"]
+  val_share = meta["splits"]["val"]["documents"] / (
+    meta["splits"]["val"]["documents"] + meta["splits"]["train"]["documents"]
   )
-  assert 0.04 < val_share < 0.06
+  assert 0.03 < val_share < 0.07  # held out by content hash, 5% of the documents
   mtime = os.path.getmtime(os.path.join(token_dir, "meta.json"))
   data._stdlib_dir.cache_clear()
   assert data.stdlib_token_dir(cfg) == token_dir  # reused, not rebuilt
@@ -404,7 +417,9 @@ def test_stdlib_corpus_end_to_end(tmp_path):
 
   tok = Tokenizer.from_file(os.path.join(token_dir, "tokenizer.model"))
   batch = next(data.make_train_iterator(cfg, seq_len=256, global_batch_size=16, seed=0))
-  sources = "\x00".join(t for _, t in corpus.corpus_documents())
+  sources = "\x00".join(
+    Path(p).read_bytes().decode("utf-8", errors="replace") for _, p in corpus.corpus_files()
+  )
   checked = 0
   for row in batch["inputs"]:
     text = tok.decode(row)
@@ -414,58 +429,71 @@ def test_stdlib_corpus_end_to_end(tmp_path):
   assert checked >= 4
 
 
-def tiny_corpus(extra_text_dirs=()):
+def tiny_corpus(root):
   rng = np.random.default_rng(0)
   words = np.array(
     ["alpha", "beta", "gamma", "delta", "epsilon", "def", "return", "import", "class", "self"]
   )
-  return [
-    (f"stdlib/m{k}.py", "\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
-    for k in range(10)
-  ]
+  files = []
+  for k in range(10):
+    path = os.path.join(root, f"m{k}.py")
+    with open(path, "w") as f:
+      f.write("\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
+    files.append((f"stdlib/m{k}.py", path))
+  return files
 
 
 def test_stdlib_cache_is_keyed_reused_and_only_complete_dirs_count(tmp_path, monkeypatch):
-  monkeypatch.setattr(corpus, "corpus_documents", tiny_corpus)
-  monkeypatch.setenv("ANYTIME_CACHE", str(tmp_path))
+  (tmp_path / "src").mkdir()
+  files = tiny_corpus(str(tmp_path / "src"))
+  monkeypatch.setattr(corpus, "corpus_files", lambda extra_text_dirs=(): files)
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  monkeypatch.setenv("ANYTIME_CACHE", str(cache))
   # A directory left by a killed preparation does not count as the cache.
-  (tmp_path / ".stdlib-0000.tmp-1-x").mkdir()
-  first = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2)
-  assert os.path.dirname(first) == str(tmp_path)
+  (cache / ".stdlib-0000.tmp-1-x").mkdir()
+  first = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2, seq_len=16)
+  assert os.path.dirname(first) == str(cache)
   assert os.path.basename(first).startswith("stdlib-")
-  assert sorted(os.listdir(tmp_path)) == sorted([".stdlib-0000.tmp-1-x", os.path.basename(first)])
+  assert sorted(os.listdir(cache)) == sorted([".stdlib-0000.tmp-1-x", os.path.basename(first)])
   with open(os.path.join(first, "meta.json")) as f:
     meta = json.load(f)
   assert meta["vocab_size"] == 300 and meta["source"]["corpus"] == "stdlib"
+  assert meta["format"] == "anytime-rows" and meta["seq_len"] == 1024  # 16 divides 1024
 
   def must_not_prepare(*args, **kwargs):
     raise AssertionError("prepared again although cached")
 
-  real_prepare = prepare.prepare_documents
-  monkeypatch.setattr(prepare, "prepare_documents", must_not_prepare)
-  assert corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2) == first
-  # Another option is another corpus, in another directory.
-  monkeypatch.setattr(prepare, "prepare_documents", real_prepare)
+  real_prepare = beam_prepare.prepare_shards
+  monkeypatch.setattr(beam_prepare, "prepare_shards", must_not_prepare)
+  assert corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2, seq_len=256) == first
+  # Another option or a stored row length 1024 is no multiple of is another corpus.
+  monkeypatch.setattr(beam_prepare, "prepare_shards", real_prepare)
   second = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.3)
   assert second != first
+  odd = corpus.ensure_stdlib_tokens(vocab_size=300, val_fraction=0.2, seq_len=48)
+  assert odd not in (first, second)
+  assert json.loads(Path(odd, "meta.json").read_text())["seq_len"] == 48
 
   # Another process publishing the same directory first: this one uses it and leaves no litter.
-  def publish_first(documents, output_dir, **kwargs):
-    real_prepare(documents, output_dir, **kwargs)  # the "other process"
-    return real_prepare(documents, output_dir, **kwargs)  # ours: finds it exists
+  def publish_first(input_shards, output_dir, **kwargs):
+    other = os.path.join(os.path.dirname(output_dir), "other-tmp")
+    real_prepare(input_shards, other, **kwargs)  # the "other process", published ...
+    key = os.path.basename(output_dir).split(".tmp-")[0].lstrip(".")
+    os.rename(other, os.path.join(os.path.dirname(output_dir), key))
+    return real_prepare(input_shards, output_dir, **kwargs)  # ... before ours renames
 
-  monkeypatch.setattr(prepare, "prepare_documents", publish_first)
+  monkeypatch.setattr(beam_prepare, "prepare_shards", publish_first)
   third = corpus.ensure_stdlib_tokens(vocab_size=320, val_fraction=0.2)
   assert os.path.exists(os.path.join(third, "meta.json"))
-  assert len(os.listdir(tmp_path)) == 4  # the stale tmp dir + three corpora
+  assert len(os.listdir(cache)) == 5  # the stale tmp dir + four corpora
 
 
-def test_uint32_token_files_for_large_vocabularies(tmp_path):
+def test_uint32_rows_for_large_vocabularies(tmp_path):
   vocab = 70_000  # above uint16: the T5/C4 case is 32128 (uint16); larger tokenizers use uint32
   train = (vocab - 5000) + (np.arange(5000) * 37) % 5000  # distinct ids, all >= 65000
-  write_token_dir(tmp_path, train, train[:600], vocab=vocab, eos_id=vocab - 1)
+  write_rows_dir(tmp_path, train, train[:600], vocab=vocab, eos_id=vocab - 1, seq_len=20)
   assert json.loads((tmp_path / "meta.json").read_text())["dtype"] == "uint32"
-  assert os.path.getsize(tmp_path / "train.bin") == 4 * 5000
   cfg = tokens_cfg(tmp_path)
   assert data.vocab_size(cfg) == vocab
   batch = next(data.make_train_iterator(cfg, seq_len=20, global_batch_size=2, seed=0))

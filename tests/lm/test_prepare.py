@@ -1,4 +1,5 @@
-"""anytime.lm.prepare and the tokenizer: lossless, deterministic, held-out split, atomic output."""
+"""anytime.lm.prepare --input_dir (text files -> the row format) and the tokenizer: lossless,
+deterministic, the in-process runner byte-identical to Beam's, held-out split, atomic output."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anytime.lm import data, prepare, row_files
+from anytime.lm import data, prepare, row_files, shards
 from anytime.lm.tokenizer import Tokenizer
 
 WORD_TEXT = (
@@ -113,29 +114,38 @@ def test_prepare_is_deterministic_and_reuses_a_given_tokenizer(corpus_dir, prepa
     assert (tmp_path / "b" / name).read_bytes() == ref
 
 
-def test_split_is_by_document_name_not_listing_order():
-  docs = [(f"d{k}", "x" * (10 + k)) for k in range(30)]
-  train, val = prepare.split_documents(docs, 0.3)
-  _, val_r = prepare.split_documents(docs[::-1], 0.3)
-  assert {n for n, _ in val} == {n for n, _ in val_r}
-  assert {n for n, _ in train} | {n for n, _ in val} == {n for n, _ in docs}
-  assert 0.25 < sum(len(t) for _, t in val) / sum(len(t) for _, t in docs) < 0.32
-  with pytest.raises(ValueError, match=r"at least 2 documents"):
-    prepare.split_documents(docs[:1], 0.3)
-  with pytest.raises(ValueError, match=r"val_fraction=1.5 must be in"):
-    prepare.split_documents(docs, 1.5)
+def test_in_process_runner_writes_the_beam_runners_bytes(corpus_dir, prepared, tmp_path):
+  """The stdlib cache's runner (no Beam) and the command line's DirectRunner: one format, one
+  byte sequence, so the trainer cannot tell which wrote a dataset."""
+  out, meta = prepared
+  local = prepare.main(
+    [f"--input_dir={corpus_dir[0]}", f"--output_dir={tmp_path / 'p'}", "--val_fraction=0.2",
+     f"--tokenizer={os.path.join(out, 'tokenizer.model')}", "--seq_len=32", "--runner=InProcess"]
+  )  # fmt: skip
+  for name in ("train-00000.array_record", "val-00000.array_record"):
+    assert (tmp_path / "p" / name).read_bytes() == (Path(out) / name).read_bytes()
+  assert local["splits"] == meta["splits"] and local["runner"] == "InProcess"
 
 
-def test_document_splitting_modes():
-  named = [("a.txt", "one\ntwo\n\nthree\n\n\nfour"), ("b.txt", "five")]
-  assert [n for n, _ in prepare.documents_from_texts(named, "file")] == ["a.txt", "b.txt"]
-  assert [t for _, t in prepare.documents_from_texts(named, "line")] == [
-    "one", "two", "three", "four", "five"
-  ]  # fmt: skip
-  paragraphs = prepare.documents_from_texts(named, "paragraph")
-  assert [t.strip() for _, t in paragraphs] == ["one\ntwo", "three", "four", "five"]
-  with pytest.raises(ValueError, match=r"split='words' is not one of"):
-    prepare.documents_from_texts(named, "words")
+def test_val_is_held_out_by_content_not_by_name_or_listing_order():
+  texts = [f"document {k} " + "x" * k for k in range(400)]
+  val = {t for t in texts if shards.is_val(t, 0.2)}
+  assert {t for t in reversed(texts) if shards.is_val(t, 0.2)} == val
+  assert 0.12 < len(val) / len(texts) < 0.28
+  assert {t for t in texts if shards.is_val(t, 0.1)} <= val  # a smaller fraction is a subset
+
+
+def test_document_splitting_modes(tmp_path):
+  (tmp_path / "a.txt").write_text("one\ntwo\n\nthree\n\n\nfour")
+  (tmp_path / "b.txt").write_text("five")
+  (tmp_path / "c.bin").write_bytes(b"\x00binary")
+  (shard,) = shards.text_shards(str(tmp_path))
+  docs = lambda split: [t for _, t in shards.documents(shard, split=split)]
+  assert docs("file") == ["one\ntwo\n\nthree\n\n\nfour", "five"]
+  assert docs("line") == ["one", "two", "three", "four", "five"]
+  assert [t.strip() for t in docs("paragraph")] == ["one\ntwo", "three", "four", "five"]
+  with pytest.raises(SystemExit):
+    prepare.main([f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'o'}", "--split=words"])
 
 
 def test_refuses_to_overwrite_and_a_failed_run_never_looks_finished(

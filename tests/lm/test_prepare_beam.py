@@ -245,7 +245,7 @@ def test_token_ids_outside_the_tokenizer_range_fail(tmp_path):
   class Broken:
     vocab_size, eos_id = 10, 2
 
-    def encode_batch(self, texts):
+    def encode_batch(self, texts, num_threads=1):
       return [[3, 4, 12] for _ in texts]
 
   shard = shards.Shard(0, "json", (str(_shard_file(tmp_path, [GOOD])),), 0)

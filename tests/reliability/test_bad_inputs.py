@@ -16,27 +16,23 @@ from hypothesis import strategies as st
 import theory
 from anytime import averaging, schedules
 from anytime.configs import lm as lm_config
-from anytime.lm import prepare, train
+from anytime.lm import train
 from tests.lm import util
+from tests.lm.test_data import write_rows_dir
 
 
-def _tokens_dir(root, *, dtype="uint16", vocab=64, ids=None, meta_dtype=None):
-  """A token dir as anytime.lm.prepare writes it; ids / meta_dtype make it invalid."""
-  os.makedirs(root, exist_ok=True)
+def _tokens_dir(root, *, dtype="uint16", vocab=64, ids=None, meta_dtype=None, flat=False):
+  """A row dataset (seq_len 16, the tiny preset's) as anytime.lm.prepare writes it; ids /
+  meta_dtype make it invalid; flat writes the retired flat token files instead."""
   ids = np.arange(400) % vocab if ids is None else np.asarray(ids)
-  splits = {}
-  for split, file in prepare.SPLIT_FILES.items():
-    ids.astype(dtype).tofile(os.path.join(root, file))
-    splits[split] = {"file": file, "tokens": int(ids.size)}
-  meta = {
-    "format": prepare.FORMAT,
-    "dtype": meta_dtype or dtype,
-    "vocab_size": vocab,
-    "eos_id": 0,
-    "splits": splits,
-  }
-  with open(os.path.join(root, prepare.META_FILE), "w") as f:
-    json.dump(meta, f)
+  if flat:
+    os.makedirs(root)
+    ids.astype(dtype).tofile(os.path.join(root, "train.bin"))
+    with open(os.path.join(root, "meta.json"), "w") as f:
+      json.dump({"format": "anytime-tokens", "dtype": dtype}, f)
+    return root
+  overrides = {"dtype": meta_dtype} if meta_dtype else None
+  write_rows_dir(root, ids, ids, vocab=vocab, seq_len=16, dtype=dtype, meta_overrides=overrides)
   return root
 
 
@@ -84,7 +80,7 @@ CONFIG_CASES = [
   ("log-every", {"log_every": 0}, r"log_every=0 is invalid: expected an integer >= 1"),
   ("checkpoint-every", {"checkpoint_every": -1}, r"checkpoint_every=-1.*integer >= 0"),
   ("data-source", {"data.source": "c4"}, r"data\.source='c4' is invalid.*synthetic"),
-  ("data-path-missing", {"data.source": "tokens", "data.path": ""}, r"data\.path=''.*token-file"),
+  ("data-path-missing", {"data.source": "tokens", "data.path": ""}, r"data\.path=''.*row dataset"),
   (
     "data-path-absent",
     {"data.source": "tokens", "data.path": "/nonexistent/c4"},
@@ -125,14 +121,16 @@ def test_bad_config_refused_before_compile_or_write(overrides, pattern, tmp_path
 
 
 TOKEN_CASES = [
-  # ids >= vocab (the wrong tokenizer); ids of a uint32 file read as uint16 (wrong dtype).
-  ("ids-out-of-range", dict(ids=np.arange(400) % 100, vocab=64), r"token id 64 .*vocab_size=64"),
+  # ids >= vocab (the wrong tokenizer); ids of a uint32 file read as uint16 (wrong dtype); the
+  # retired flat token files (#28).
+  ("ids-out-of-range", dict(ids=np.arange(400) % 100, vocab=64), r"token id 99 >= vocab_size=64"),
   (
     "wrong-dtype",
     dict(dtype="uint32", meta_dtype="uint16"),
-    r"800 tokens|not 400 tokens of uint16",
+    r"row 0 holds 34 tokens, expected seq_len \+ 1 = 17",
   ),
   ("dtype-unknown", dict(meta_dtype="int8"), r"dtype='int8', allowed: 'uint16', 'uint32'"),
+  ("flat-token-files", dict(flat=True), r"flat token files \(train\.bin\) are no longer read"),
 ]
 
 
