@@ -114,6 +114,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.gelu_approximate = PAPER_PROTOCOL["gelu_approximate"] if paper else True
   cfg.model.norm_eps = PAPER_PROTOCOL["norm_eps"] if paper else 1e-6  # layer-norm epsilon
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
+  # With remat: full (keep nothing of a block, ~4/3 of the ideal FLOPs) | dots (keep the 2-D
+  # projections' outputs, rerun attention and elementwise ops only; more memory).
+  cfg.model.remat_policy = "full"
   cfg.model.attention = "einsum"  # einsum (fp32 softmax) | dot_product | cudnn (GPU flash kernel)
   # einsum attention in this many query blocks, skipping the key blocks the causal mask would
   # zero (about (n + 1) / 2n of the L x L work, same function); 1 = the full L x L scores.
@@ -198,7 +201,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Test hook (docs/reliability.md): at this optimizer step (1-based) the loss, hence every
   # gradient, is made NaN, to exercise the stop / skip behaviour. 0 = off.
   cfg.debug_nan_step = 0
-  cfg.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = measure a matmul at start (CPU)
+  cfg.peak_flops = 0.0  # peak FLOP/s per chip (per host on CPU) for MFU; 0 = measured at start
 
   # Weights & Biases: the same scalars as TensorBoard, next to the JSONL and TensorBoard files
   # (anytime/lm/metrics.py). Needs the optional extra: pip install 'anytime-schedules[wandb]'.

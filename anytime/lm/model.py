@@ -60,12 +60,21 @@ import numpy as np
 from flax import nnx
 
 from anytime.lm import losses
+from anytime.lm.sharding import constrain
+
+# Logical axes of the activations (anytime.lm.sharding.RULES maps them to mesh axes).
+STREAM = ("batch", None, None)  # the residual stream B x L x D: rows split, D whole
+TOKENS = ("batch", None)  # N x D token rows
 
 # Parameter collections that count as "embedding" (excluded from N, the
 # non-embedding parameter count of the Chinchilla rule).
 EMBEDDING_PARAMS = ("embed", "unembed")
 ATTENTION = ("einsum", "dot_product", "cudnn")
 PARAMETERIZATIONS = ("standard", "mup")
+# What remat keeps of a block for the backward pass: "full" nothing (the forward runs twice,
+# ~4/3 of the ideal FLOPs); "dots" the outputs of the 2-D projections (q, k, v, out, MLP up and
+# down: jax's dots_with_no_batch_dims_saveable), so only attention and elementwise ops rerun.
+REMAT_POLICIES = ("full", "dots")
 INITS = ("normal", "mitchell")
 TRUNCATION = 3.0  # mitchell: draws truncated at this many std (OLMo's init_cutoff_factor)
 # std of N(0, 1) truncated to [-3, 3]: sqrt(1 - 2 * 3 phi(3) / (2 Phi(3) - 1)).
@@ -95,6 +104,7 @@ class ModelConfig:
   init: str = "normal"  # "normal" (init_std) | "mitchell" (OLMo's fan-in init, module docstring)
   gelu_approximate: bool = True  # tanh GELU; False = the exact erf GELU (the paper's)
   norm_eps: float = 1e-6  # layer-norm epsilon (the paper's OLMo: 1e-5)
+  remat_policy: str = "full"  # with remat: what a block keeps (REMAT_POLICIES)
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "mlp_dim", "seq_len"):
@@ -126,6 +136,8 @@ class ModelConfig:
       raise ValueError(
         f"model.causal_blocks={blocks!r} must be an integer in [1, model.seq_len={self.seq_len}]."
       )
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"model.remat_policy={self.remat_policy!r} must be one of {REMAT_POLICIES}.")
     if self.init not in INITS:
       raise ValueError(f"model.init={self.init!r} must be one of {INITS}.")
     if self.init == "mitchell" and self.parameterization != "standard":
@@ -280,7 +292,7 @@ class Attention(nnx.Module):
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     b, length, d = x_BxLxD.shape
     h, k = self.cfg.num_heads, self.cfg.head_dim
-    x_NxD = x_BxLxD.reshape(b * length, d)  # 2-D projections: see Mlp.__call__
+    x_NxD = constrain(x_BxLxD.reshape(b * length, d), TOKENS)  # 2-D projections: Mlp.__call__
     q_BxLxHxK = self.q_norm(self.query(x_NxD)).reshape(b, length, h, k)
     k_BxLxHxK = self.k_norm(self.key(x_NxD)).reshape(b, length, h, k)
     v_BxLxHxK = self.value(x_NxD).reshape(b, length, h, k)
@@ -347,8 +359,9 @@ class Mlp(nnx.Module):
     # XLA:CPU runs it without first transposing both activations (two contracting axes made it
     # copy them; the MLP's backward was 1.6x slower, docs/performance.md).
     b, length, d = x_BxLxD.shape
-    x_NxD = x_BxLxD.reshape(b * length, d)
-    h_NxF = jax.nn.gelu(self.up(x_NxD), approximate=self.approximate)
+    x_NxD = constrain(x_BxLxD.reshape(b * length, d), TOKENS)
+    h_NxF = constrain(self.up(x_NxD), ("batch", "mlp"))
+    h_NxF = jax.nn.gelu(h_NxF, approximate=self.approximate)
     return self.down(h_NxF).reshape(b, length, d)
 
 
@@ -430,15 +443,20 @@ class Transformer(nnx.Module):
 
     The unembedding has no bias, so scaling its input is scaling the logits.
     """
-    x_BxLxD = self.embed(tokens_BxL)
+    x_BxLxD = constrain(self.embed(tokens_BxL), STREAM)
     _record(record, "embed", x_BxLxD)
     if record is not None:
       for i, block in enumerate(self.blocks):
         x_BxLxD = block(x_BxLxD, record, f"block{i}/")
     else:
-      apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
+      apply = _apply_block
+      if self.cfg.remat:
+        policy = None  # full: nothing saved
+        if self.cfg.remat_policy == "dots":
+          policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+        apply = nnx.remat(_apply_block, policy=policy)
       for block in self.blocks:
-        x_BxLxD = apply(block, x_BxLxD)
+        x_BxLxD = constrain(apply(block, x_BxLxD), STREAM)
     x_BxLxD = self.final_norm(x_BxLxD)
     if self.cfg.parameterization != "standard":
       x_BxLxD = x_BxLxD * jnp.asarray(self.cfg.output_mult, x_BxLxD.dtype)

@@ -70,6 +70,7 @@ def model_config(cfg) -> model_lib.ModelConfig:
     init=m.get("init", "normal"),
     gelu_approximate=m.get("gelu_approximate", True),
     norm_eps=m.get("norm_eps", 1e-6),
+    remat_policy=m.get("remat_policy", "full"),
   )
 
 

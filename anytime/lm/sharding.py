@@ -100,6 +100,31 @@ def logical_to_spec(
   return PartitionSpec(*spec)
 
 
+def constrain(x: jax.Array, logical: Sequence[str | None]) -> jax.Array:
+  """``x`` constrained to the mesh axes of its logical axes, inside a mesh context; else ``x``.
+
+  Without these constraints on the activations XLA is free to propagate a parameter's
+  sharding into them: under FSDP the embedding table is split over its ``embed`` (D) axis, and
+  the residual stream followed it, every chip then holding the WHOLE batch with a slice of D
+  (1.7x the data-parallel memory; docs/lm.md). Constraining the stream to ``batch`` keeps
+  each chip on its own rows, the weights all-gathered for each matmul.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or x.ndim != len(logical):
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(logical, x.shape, mesh))
+
+
+def in_mesh(fn, mesh: jax.sharding.Mesh):
+  """``fn`` traced with ``mesh`` as the context mesh, so :func:`constrain` applies inside it."""
+
+  def wrapped(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return wrapped
+
+
 def param_shardings(abstract_state: nnx.State, mesh: jax.sharding.Mesh) -> dict:
   """Pure dict of NamedSharding, one per parameter, from the logical-axis metadata."""
 
