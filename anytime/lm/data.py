@@ -34,7 +34,6 @@ document with the training split.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -47,11 +46,11 @@ import numpy as np
 
 from anytime.lm import corpus, row_files
 from anytime.lm.rows import WindowRows, mix_seed
-from anytime.lm.synthetic import MarkovChain, markov_chain, sample_chain
+from anytime.lm.synthetic import MarkovChain, TokenData, markov_chain, synthetic_data
+from anytime.lm.train_iterator import TrainIterator
 
 SOURCES = ("synthetic", "stdlib", "tokens")
 SAMPLINGS = ("windows",)
-STATE_FORMAT = "anytime.lm.data/1"
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -297,45 +296,12 @@ def synthetic_entropy_rate(data_cfg) -> float:
   return synthetic_chain(data_cfg).entropy_rate
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenData:
-  """Both splits of the synthetic source as 1-D token streams (documents + EOS)."""
-
-  train: np.ndarray
-  val: np.ndarray
-  vocab_size: int
-  eos_id: int
-  identity: str  # names the data for iterator-state checks
-
-
-@functools.lru_cache(maxsize=4)
-def _synthetic_data(
-  vocab: int, branching: int, doc_len: int, train_tokens: int, val_tokens: int, seed: int
-) -> TokenData:
-  chain = markov_chain(vocab - 1, branching, seed)
-  eos = vocab - 1
-  dtype = row_files.token_dtype(vocab)
-  splits = {}
-  for k, (split, tokens) in enumerate((("train", train_tokens), ("val", val_tokens))):
-    num_docs = math.ceil(tokens / (doc_len + 1))
-    docs = sample_chain(chain, num_docs, doc_len, np.random.default_rng([seed, 1 + k]))
-    stream = np.concatenate([docs, np.full((num_docs, 1), eos)], axis=1).reshape(-1)
-    splits[split] = stream.astype(dtype)
-    splits[split].flags.writeable = False
-  identity = f"synthetic:{vocab}:{branching}:{doc_len}:{train_tokens}:{val_tokens}:{seed}"
-  return TokenData(splits["train"], splits["val"], vocab, eos, identity)
-
-
-# --------------------------------------------------------------------------------------------
-# Rows: the endless sequence of training rows, random access by (epoch, row).
-
-
 def synthetic_tokens(data_cfg) -> TokenData:
   """Both splits of the synthetic source (validates the config first)."""
   validate_data_config(data_cfg)
   if data_cfg.source != "synthetic":
     raise ValueError(f"data.source={data_cfg.source!r}: only the synthetic source is in memory")
-  return _synthetic_data(*_synthetic_args(data_cfg))
+  return synthetic_data(*_synthetic_args(data_cfg))
 
 
 def _synthetic(data_cfg, seq_len: int) -> TokenData:
@@ -357,75 +323,16 @@ def _row_dataset(data_cfg, seq_len: int) -> tuple[dict, dict[str, row_files.RowS
   return meta, splits
 
 
-def _read_batch(rows, batch) -> dict[str, np.ndarray]:
-  epochs, indices = batch
+def _read_step(rows, order, per_epoch: int, global_batch: int, first: int, local: int, step):
+  """This process's batch of global step `step`: rows order[step*B + first + i], i < local."""
+  positions = range(step * global_batch + first, step * global_batch + first + local)
+  indices = np.array([order[p] for p in positions], dtype=np.int64)
+  epochs = np.array(positions, dtype=np.int64) // per_epoch
   return _split_row_batch(rows.read(epochs, indices))
 
 
 def _split_row_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
   return dict(inputs=np.ascontiguousarray(rows[:, :-1]), targets=np.ascontiguousarray(rows[:, 1:]))
-
-
-class TrainIterator:
-  """Endless training batches for one process; get_state/set_state make a resumed run identical.
-
-  The state is a JSON-serialisable dict holding the number of batches returned so far (the
-  step) and a fingerprint of what defines the batch sequence (source, sampling, seq_len, global
-  batch size, seed, data identity); set_state refuses a state from a different sequence. The
-  process count is not part of it: a state saved by N processes resumes on M.
-  """
-
-  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions, fingerprint):
-    self._dataset = dataset  # local batches: element t is this process's part of global step t
-    self._read_options = read_options
-    self._fingerprint = fingerprint
-    self._step = 0
-    self._iterator = None
-
-  def _start(self) -> None:
-    if self._iterator is not None and hasattr(self._iterator, "close"):
-      self._iterator.close()
-    ds = self._dataset[self._step :]
-    self._iterator = iter(ds.to_iter_dataset(self._read_options))
-
-  def __iter__(self) -> TrainIterator:
-    return self
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    if self._iterator is None:
-      self._start()
-    batch = next(self._iterator)
-    self._step += 1
-    return batch
-
-  @property
-  def step(self) -> int:
-    """Batches returned so far."""
-    return self._step
-
-  def get_state(self) -> dict:
-    return dict(format=STATE_FORMAT, step=self._step, fingerprint=dict(self._fingerprint))
-
-  def set_state(self, state: dict) -> None:
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-      raise ValueError(f"not a data-iterator state of format {STATE_FORMAT!r}: {state!r}")
-    theirs = state.get("fingerprint", {})
-    differ = {k: (theirs.get(k), v) for k, v in self._fingerprint.items() if theirs.get(k) != v}
-    if differ:
-      raise ValueError(
-        "the saved data-iterator state belongs to a different batch sequence; (saved, now): "
-        f"{differ}"
-      )
-    step = state.get("step")
-    if not isinstance(step, int) or step < 0:
-      raise ValueError(f"data-iterator state has step={step!r}, expected an integer >= 0")
-    self._step = step
-    self._start()
-
-  def close(self) -> None:
-    if self._iterator is not None and hasattr(self._iterator, "close"):
-      self._iterator.close()
-    self._iterator = None
 
 
 def make_train_iterator(
@@ -466,11 +373,14 @@ def make_train_iterator(
   # 2**50 rows in all (effectively endless): grain computes some lengths in float, so an
   # unbounded repeat (length sys.maxsize) would overflow in batch/slice.
   epochs = max(1, 2**50 // per_epoch)
-  ds = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat(epochs)
-  # (epoch, row) pairs, batched, this process's slice taken, then read a batch at a time.
-  ds = ds.map_with_index(lambda index, row: (index // per_epoch, row))
-  ds = ds.batch(local, batch_fn=lambda pairs: tuple(np.array(c) for c in zip(*pairs, strict=True)))
-  ds = ds[process_index::process_count].map(functools.partial(_read_batch, rows))
+  order = grain.MapDataset.range(per_epoch).shuffle(seed=mixed).repeat(epochs)
+  # One element per step (not per row: grain's per-element work cost more than reading a row):
+  # this process's rows of global step t are order[t*B + p*B_local + i], read in one call.
+  steps = len(order) // global_batch_size
+  read = functools.partial(
+    _read_step, rows, order, per_epoch, global_batch_size, process_index * local, local
+  )
+  ds = grain.MapDataset.range(steps).map(read)
   read_options = grain.ReadOptions(
     num_threads=int(data_cfg.num_threads), prefetch_buffer_size=int(data_cfg.prefetch)
   )
@@ -491,7 +401,7 @@ def eval_rows_available(data_cfg, *, seq_len: int) -> int:
   stored = _row_dataset(data_cfg, int(seq_len))
   if stored is not None:
     return row_files.StoredRows(stored[1]["val"], seq_len).rows_per_epoch
-  return _rows_possible(len(_synthetic_data(*_synthetic_args(data_cfg)).val), seq_len)
+  return _rows_possible(len(synthetic_data(*_synthetic_args(data_cfg)).val), seq_len)
 
 
 def make_eval_batches(
@@ -523,7 +433,7 @@ def make_eval_batches(
     val_rows = row_files.StoredRows(stored[1]["val"], seq_len)
     available = val_rows.rows_per_epoch
   else:
-    val = _synthetic_data(*_synthetic_args(data_cfg)).val
+    val = synthetic_data(*_synthetic_args(data_cfg)).val
     available = _rows_possible(len(val), seq_len)
   if batch_size * num_batches > available:
     raise ValueError(

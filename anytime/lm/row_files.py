@@ -182,15 +182,16 @@ class RowSplit:
     source = self.source()
     records = [source[i] for i in indices.tolist()]
     width = self.seq_len + 1
-    flat = np.frombuffer(b"".join(records), dtype=self.dtype)
-    if flat.size != indices.size * width:
-      sizes = np.array([len(r) for r in records]) // self.dtype.itemsize
-      k = int(np.argmax(sizes != width))
+    joined = b"".join(records)
+    if len(joined) != indices.size * width * self.dtype.itemsize:
+      sizes = np.array([len(r) for r in records])
+      k = int(np.argmax(sizes != width * self.dtype.itemsize))
       raise ValueError(
-        f"{self.file_of(int(indices[k]))}: row {int(indices[k])} holds {int(sizes[k])} tokens, "
-        f"expected seq_len + 1 = {width} (meta.json's dtype or seq_len is wrong)"
+        f"{self.file_of(int(indices[k]))}: row {int(indices[k])} holds "
+        f"{sizes[k] / self.dtype.itemsize:g} tokens, expected seq_len + 1 = {width} (meta.json's "
+        "dtype or seq_len is wrong)"
       )
-    rows = flat.reshape(indices.size, width)
+    rows = np.frombuffer(joined, dtype=self.dtype).reshape(indices.size, width)
     if rows.size and int(rows.max()) >= self.vocab_size:
       k = int(np.argmax(rows.max(axis=1) >= self.vocab_size))
       raise ValueError(

@@ -7,10 +7,12 @@ anytime.lm.data builds its "synthetic" token splits from :func:`markov_chain` an
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import numpy as np
 
-__all__ = ["MarkovChain", "markov_chain", "sample_chain"]
+__all__ = ["MarkovChain", "TokenData", "markov_chain", "sample_chain", "synthetic_data"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,3 +71,33 @@ def sample_chain(chain: MarkovChain, num_docs: int, doc_len: int, rng) -> np.nda
     choice = (u[:, None] > cdf[state]).sum(axis=1)
     state = chain.successors[state, np.minimum(choice, chain.probs.shape[1] - 1)]
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenData:
+  """Both splits of the synthetic source as 1-D token streams (documents + EOS)."""
+
+  train: np.ndarray
+  val: np.ndarray
+  vocab_size: int
+  eos_id: int
+  identity: str  # names the data for iterator-state checks
+
+
+@functools.lru_cache(maxsize=4)
+def synthetic_data(
+  vocab: int, branching: int, doc_len: int, train_tokens: int, val_tokens: int, seed: int
+) -> TokenData:
+  """The two splits: independent samples of whole documents, each followed by EOS (vocab - 1)."""
+  chain = markov_chain(vocab - 1, branching, seed)
+  eos = vocab - 1
+  dtype = np.dtype(np.uint16 if vocab <= 2**16 else np.uint32)
+  splits = {}
+  for k, (split, tokens) in enumerate((("train", train_tokens), ("val", val_tokens))):
+    num_docs = math.ceil(tokens / (doc_len + 1))
+    docs = sample_chain(chain, num_docs, doc_len, np.random.default_rng([seed, 1 + k]))
+    stream = np.concatenate([docs, np.full((num_docs, 1), eos)], axis=1).reshape(-1)
+    splits[split] = stream.astype(dtype)
+    splits[split].flags.writeable = False
+  identity = f"synthetic:{vocab}:{branching}:{doc_len}:{train_tokens}:{val_tokens}:{seed}"
+  return TokenData(splits["train"], splits["val"], vocab, eos, identity)

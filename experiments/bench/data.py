@@ -1,11 +1,12 @@
 """Throughput of the data pipeline and of the prepare step: ``python -m experiments.bench data``.
 
 Prints, for this machine:
-  - prepare: the stdlib corpus tokenized from scratch into a temporary cache (tokenizer training
-    and encoding timed separately; chars/s and tokens/s), and its token counts;
+  - prepare: the stdlib corpus prepared from scratch into a temporary cache (the prepare
+    pipeline's steps in-process: BPE training, encoding, row files; anytime.lm.corpus), its
+    wall time, token counts and tokens/s;
   - pipeline: training batches/s and tokens/s that make_train_iterator delivers (stdlib source,
-    seq_len 256, global batch 32 by default) for each sampling and grain thread count, and for the
-    synthetic source; plus the time to build the validation batches.
+    seq_len 256, global batch 32 by default) for each grain thread count, and for the synthetic
+    source; plus the time to build the validation batches.
 Options: --seq_len, --batch, --steps, --extra_text_dirs=DIR1,DIR2 (prepare a larger corpus too).
 """
 
@@ -24,27 +25,23 @@ from anytime.lm import corpus, data
 def bench_prepare(extra_text_dirs: tuple[str, ...] = ()) -> dict:
   with tempfile.TemporaryDirectory() as cache:
     started = time.perf_counter()
-    documents = corpus.corpus_documents(extra_text_dirs)
-    read = time.perf_counter() - started
+    files = corpus.corpus_files(extra_text_dirs)
+    megabytes = sum(os.path.getsize(p) for _, p in files) / 1e6
     token_dir = corpus.ensure_stdlib_tokens(extra_text_dirs=extra_text_dirs, cache_path=cache)
     total = time.perf_counter() - started
     with open(os.path.join(token_dir, "meta.json")) as f:
       meta = json.load(f)
-  chars = sum(len(t) for _, t in documents)
   tokens = sum(s["tokens"] for s in meta["splits"].values())
   return dict(
     extra_text_dirs=list(extra_text_dirs),
-    documents=len(documents),
-    megabytes=round(chars / 1e6, 2),
+    documents=len(files),
+    megabytes=round(megabytes, 2),
     train_tokens=meta["splits"]["train"]["tokens"],
     val_tokens=meta["splits"]["val"]["tokens"],
-    chars_per_token=round(chars / tokens, 3),
-    seconds_read_and_hash=round(read, 2),
-    seconds_tokenizer=meta["seconds"]["tokenizer"],
-    seconds_encode=meta["seconds"]["encode"],
+    train_rows=meta["splits"]["train"]["rows"],
+    bytes_per_token=round(megabytes * 1e6 / tokens, 3),
     seconds_total=round(total, 2),
     prepare_tokens_per_s=round(tokens / total),
-    encode_tokens_per_s=round(tokens / meta["seconds"]["encode"]),
   )
 
 
@@ -60,7 +57,6 @@ def bench_pipeline(cfg, *, seq_len: int, batch: int, steps: int) -> dict:
   iterator.close()
   return dict(
     source=cfg.source,
-    sampling=cfg.sampling,
     num_threads=cfg.num_threads,
     seconds_to_first_batch=round(first, 3),
     batches_per_s=round(steps / seconds, 1),
@@ -89,16 +85,14 @@ def main(argv=None) -> None:
 
   print(f"pipeline (seq_len {args.seq_len}, global batch {args.batch}, {args.steps} steps):")
   cfg = data.default_data_config()
-  data.stdlib_token_dir(cfg)  # prepare the default cache outside the timing
-  for sampling in ("windows", "documents"):
-    for threads in (0, 1, 2):
-      cfg.sampling, cfg.num_threads = sampling, threads
-      print("  " + json.dumps(bench_pipeline(cfg, **vars_of(args))))
+  data.stdlib_token_dir(cfg, args.seq_len)  # prepare the default cache outside the timing
+  for threads in (0, 1, 2):
+    cfg.num_threads = threads
+    print("  " + json.dumps(bench_pipeline(cfg, **vars_of(args))))
   synthetic = data.default_data_config()
   synthetic.source = "synthetic"
   print("  " + json.dumps(bench_pipeline(synthetic, **vars_of(args))))
   started = time.perf_counter()
-  cfg.sampling = "windows"
   batches = data.make_eval_batches(cfg, seq_len=args.seq_len, batch_size=args.batch, num_batches=8)
   print(
     f"  eval: {len(batches)} batches of {args.batch} x {args.seq_len} in "

@@ -3,9 +3,10 @@
 Writes C4-shaped json.gz shards of English-like text (generated, no download) at two input sizes
 (--mb and 4x --mb), prepares each in a child process (so its peak RSS is the pipeline's alone)
 with a sentencepiece BPE and with an HF tokenizers BPE, and reports tokens per CPU-second and
-peak RSS; then reads the rows back shuffled through the trainer's iterator and compares that with
-the 150m step's consumption on an accelerator, assumed from its FLOPs (stated in the output); and
-the hours full C4 (156B tokens) would take on N workers at the measured rate.
+peak RSS; then reads the rows back shuffled through the trainer's iterator at 0, 1 and 2 grain
+threads and prints each rate's ratio to the 150m step's consumption on an accelerator, assumed
+from its FLOPs (stated in the output); and the hours full C4 (156B tokens) would take on N workers
+at the measured rate. --read=DIR only times the reads of an existing row dataset.
 """
 
 from __future__ import annotations
@@ -71,17 +72,39 @@ def run_child(args: list[str]) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_read(path: str, seq_len: int, batch: int, steps: int) -> float:
+def bench_read(path: str, seq_len: int, batch: int, steps: int, threads: int = 1) -> float:
+  """Tokens/s of the trainer's shuffled training batches from the row dataset at path."""
   from anytime.lm import data
 
   cfg = data.default_data_config()
-  cfg.source, cfg.path = "tokens", path
+  cfg.source, cfg.path, cfg.num_threads = "tokens", path, threads
   it = data.make_train_iterator(cfg, seq_len=seq_len, global_batch_size=batch, seed=0)
   next(it)
   started = time.perf_counter()
   for _ in range(steps):
     next(it)
-  return steps * batch * seq_len / (time.perf_counter() - started)
+  seconds = time.perf_counter() - started
+  it.close()
+  return steps * batch * seq_len / seconds
+
+
+def report_reads(path: str, threads=(0, 1, 2), steps: int = 300) -> None:
+  """Read rates by grain thread count against the 150m step's consumption, in one run.
+
+  The need is the whole v5e-16 slice's (4 hosts, each reading its quarter of the 256-row batch,
+  so a host needs a quarter of it); batch 64 is one host's share.
+  """
+  need = STEP_TOKENS / (STEP_TOKENS * 6 * PARAMS / (PEAK_FLOPS * MFU))
+  files = [f for f in os.listdir(path) if f.startswith("train-")]
+  size = sum(os.path.getsize(os.path.join(path, f)) for f in files)
+  print(f"150m on v5e-16 at {MFU:.0%} MFU consumes {need / 1e6:.2f}M tokens/s (6N FLOPs/token, "
+        f"N=151M; {need / 4e6:.2f}M per host); reading {len(files)} train files, "
+        f"{size / 1e6:.0f} MB:")  # fmt: skip
+  for n in threads:
+    read = bench_read(path, 1024, 64, steps, n)
+    print(f"  grain read (shuffled, seq_len 1024, batch 64, num_threads={n}): "
+          f"{read / 1e6:.1f}M tokens/s: headroom {read / need:.0f}x the slice, "
+          f"{4 * read / need:.0f}x a host")  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -89,7 +112,11 @@ def main(argv=None) -> None:
   p.add_argument("--mb", type=float, default=10.0, help="smaller input size (MB of text)")
   p.add_argument("--vocab", type=int, default=512)  # the generated text has ~200 words
   p.add_argument("--workers", default="100,1000")
+  p.add_argument("--read", default="", help="only time reading this row dataset (no prepare)")
   args = p.parse_args(argv)
+  if args.read:
+    report_reads(args.read)
+    return
   with tempfile.TemporaryDirectory() as tmp:
     rates = {}
     for scale in (1, 4):
@@ -110,11 +137,7 @@ def main(argv=None) -> None:
         print(json.dumps(dict(kind=kind, input_mb=args.mb * scale,
                               **{k: round(v, 2) for k, v in r.items()})))  # fmt: skip
     print(json.dumps(dict(first_run_with_bpe_training=spm)))
-    read = bench_read(f"{tmp}/out_sentencepiece_4", 1024, 64, 100)
-    need = STEP_TOKENS / (STEP_TOKENS * 6 * PARAMS / (PEAK_FLOPS * MFU))
-    print(f"grain read (shuffled, seq_len 1024, batch 64, 1 thread): {read / 1e6:.1f}M tokens/s; "
-          f"150m on v5e-16 at {MFU:.0%} MFU consumes {need / 1e6:.2f}M tokens/s "
-          f"(6N FLOPs/token, N=151M): headroom {read / need:.0f}x")  # fmt: skip
+    report_reads(f"{tmp}/out_sentencepiece_4")
     for kind, rate in rates.items():
       for n in (int(w) for w in args.workers.split(",")):
         hours = C4_TOKENS / rate / 3600
