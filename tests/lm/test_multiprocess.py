@@ -89,3 +89,42 @@ def test_two_processes_match_one_process(tmp_path):
   np.testing.assert_allclose(losses_2, losses_1, rtol=0, atol=1e-5)
   for name in eval_1:
     assert abs(eval_1[name] - eval_2[name]) < 1e-5
+
+
+def _slurm_job_id() -> int:
+  """A job id whose derived coordinator port (JAX: 61440 + id % 4096) is free on localhost."""
+  for job_id in range(1000, 5096):
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", 61440 + job_id % 4096))
+      except OSError:
+        continue
+    return job_id
+  raise RuntimeError("no free port in 61440..65535")
+
+
+@pytest.mark.slow
+def test_slurm_recipe_distributed_flag_matches_one_process(tmp_path):
+  """docs/launch.md's SLURM recipe: `srun python -m anytime.lm --distributed ...` with one task
+  per node. Here two tasks on localhost with the variables srun sets; jax.distributed.initialize()
+  finds the coordinator, the process count and ids from them alone."""
+  single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+  job_id = _slurm_job_id()
+  procs = []
+  for i in range(2):
+    env = _env(1)
+    env.update(
+      SLURM_JOB_ID=str(job_id), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+      SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NUM_NODES="1",
+    )  # fmt: skip
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(subprocess.Popen(_command(multi, ["--distributed"]), cwd=ROOT, env=env, **pipes))
+  one = subprocess.run(_command(single), cwd=ROOT, env=_env(2), capture_output=True, text=True)
+  assert one.returncode == 0, one.stderr[-3000:]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  assert "2 process(es)" in outs[0][0]
+  losses_1, _ = _losses(single)
+  losses_2, _ = _losses(multi)
+  np.testing.assert_allclose(losses_2, losses_1, rtol=0, atol=1e-5)
