@@ -17,6 +17,10 @@ number of workers. Beam's own ArrayRecord sink is not used: it writes local disk
 every record in memory once the shard count is fixed. meta.json is written by the last step,
 from every shard's statistics, so an interrupted run never looks finished. Without --tokenizer a
 sentencepiece BPE is trained first, on the launcher, on a bounded sample of the training text.
+
+--runner=InProcess runs the same two steps in this process without Beam (prepare_shards): the
+embedded stdlib corpus (anytime.lm.corpus) is prepared this way on first use, so every dataset
+the trainer reads, small or C4, is one format written by one code path.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Training and validation batches for the LM: token files, the stdlib corpus, a Markov chain.
+"""Training and validation batches for the LM: row datasets (the one format), the stdlib corpus, a
+Markov chain.
 
 Interface (what the trainer calls; docs/data.md has the details):
 
