@@ -26,8 +26,9 @@ HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 
 def _config():
-  """d 128, 2 layers, 16 x 32 tokens per step: parameters and activations of similar size."""
+  """d 128, 1 layer, 16 x 32 tokens per step: parameters and activations of similar size."""
   cfg = lm_configs.get_config("model=tiny,data=synthetic")
+  cfg.model.num_layers = 1
   cfg.model.d_model, cfg.model.num_heads, cfg.model.mlp_dim = 128, 2, 512
   cfg.model.seq_len, cfg.model.vocab_size, cfg.batch_size = 32, 1024, 16
   cfg.model.remat = True
@@ -62,6 +63,7 @@ def test_fsdp_needs_less_memory_per_device_than_data_parallel(data_parallel):
   assert fsdp_temp < 1.25 * dp_temp
 
 
+@pytest.mark.slow
 def test_the_check_catches_unconstrained_activations(data_parallel, monkeypatch):
   """Without the activation constraints (the bug) FSDP's temporaries exceed data parallelism's
   by far: the test above would fail."""
