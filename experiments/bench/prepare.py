@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from anytime import cli
+
 C4_TOKENS = 156e9
 # 150m step: 256 x 1024 tokens, 6N FLOPs/token with N = 151M; v5e-16: 16 x 197 TFLOP/s bf16.
 STEP_TOKENS, PARAMS, PEAK_FLOPS, MFU = 256 * 1024, 151e6, 16 * 197e12, 0.40
@@ -114,7 +116,13 @@ def main(argv=None) -> None:
   p.add_argument("--workers", default="100,1000")
   p.add_argument("--read", default="", help="only time reading this row dataset (no prepare)")
   args = p.parse_args(argv)
+  cli.positive("--mb", args.mb)
+  cli.at_least("--vocab", args.vocab, 64)
+  workers = args.workers.split(",")
+  cli.require("--workers", args.workers, all(w.isdigit() and int(w) > 0 for w in workers),
+              "comma-separated core counts > 0")  # fmt: skip
   if args.read:
+    cli.input_dir("--read", args.read)
     report_reads(args.read)
     return
   with tempfile.TemporaryDirectory() as tmp:

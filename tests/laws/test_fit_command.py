@@ -122,6 +122,7 @@ def test_reducible_gain_fits_a_cosine_and_a_cooldown(tmp_path, capsys):
   assert float(rows["constant"]["final_pred"]) == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.slow  # restarted multi-power fits at three bounds (~40 s)
 def test_gamma_max_bounds_the_command_fit(tmp_path, capsys):
   from anytime.laws import MultiPowerLaw, read_runs
   from experiments.laws import fit as laws_fit

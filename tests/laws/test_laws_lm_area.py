@@ -105,6 +105,7 @@ def test_a_faster_anneal_never_earns_more(law):
   assert la.largest_ratio(full, full, law, n=50) == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.slow  # the area command end to end on synthetic logs (~3 min on 2 cores)
 def test_command_on_logs_from_a_known_law(tmp_path, monkeypatch):
   # the 32-unit schedule set's logs from a known multi-power law (p = 1, seeds offset around it)
   from experiments.laws_lm import grid as laws_lm

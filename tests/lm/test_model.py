@@ -123,7 +123,10 @@ def _numpy_causal_attention(q, k, v, scale):
   return np.einsum("bhqs,bhsk->bhqk", probs, v)
 
 
-@pytest.mark.parametrize("blocks", [1, 2, 3, 5, 12])
+@pytest.mark.parametrize(
+  "blocks",
+  [1, 2, 3, 5, pytest.param(12, marks=pytest.mark.slow)],  # 12 blocks: ~1 min
+)
 def test_causal_blocks_equal_the_full_masked_softmax(blocks):
   rng = np.random.default_rng(blocks)
   q, k, v, g = (rng.standard_normal((2, 3, 12, 4)).astype(np.float32) for _ in range(4))

@@ -60,6 +60,7 @@ def _losses(workdir):
   return np.array([r["loss"] for r in train]), evals[-1]["loss"]
 
 
+@pytest.mark.slow  # two trainer processes through jax.distributed (~1 min)
 def test_two_processes_match_one_process(tmp_path):
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
   port = _free_port()

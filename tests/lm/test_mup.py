@@ -186,6 +186,7 @@ def test_schedule_free_with_groups_is_refused():
     optim.validate(cfg.opt, 8)
 
 
+@pytest.mark.slow  # a coordinate check over widths (~1 min)
 def test_coordinate_check_tiny():
   """A small coordinate check (experiments/mup/coord_check.py; the full one is in docs/mup.md).
 
