@@ -65,14 +65,15 @@ class Command:
 @dataclasses.dataclass(frozen=True)
 class Study:
   """A study's run folders (``runs``, under results/), packed into ``runs + ARCHIVE``, and the
-  commands that rebuild its committed outputs from them, in order."""
+  commands that rebuild its committed outputs from them, in order. ``runs=""``: a study whose
+  data are committed tables (e.g. the theory's computed curves), its figures drawn from them."""
 
   runs: str
   commands: tuple[Command, ...]
 
   @property
   def archive(self) -> str:
-    return self.runs + ARCHIVE
+    return self.runs + ARCHIVE if self.runs else ""
 
 
 def _lm(sub: str, *flags: str, outputs=(), inputs=(), seconds=0) -> Command:
@@ -206,6 +207,17 @@ STUDIES: dict[str, Study] = {
       ),
     ),
   ),
+  "theory": Study(
+    "",
+    (
+      Command(
+        ("experiments.linreg", "horizons", "--replot", "--out", "{results}/theory"),
+        ("theory/horizons.png", "theory/fig1.png"),
+        ("theory/horizons_ratios.csv", "theory/horizons_curves.csv"),
+        seconds=6,
+      ),
+    ),
+  ),
 }
 
 # Committed outputs computed afresh rather than from committed logs: (outputs, command, time).
@@ -230,7 +242,7 @@ RECOMPUTED: tuple[tuple[str, str, str, bool], ...] = (
   ("theory/mc_check.csv", "experiments.linreg mc", "minutes", False),
   ("theory/slopes.*", "experiments.linreg slopes", "minutes", False),
   ("theory/fig3*", "experiments.linreg fig3", "~1.6 min", False),
-  ("theory/horizons*, theory/fig1.png", "experiments.linreg horizons", "minutes", False),
+  ("theory/horizons_*.csv", "experiments.linreg horizons", "minutes", False),
   ("theory/bench/*", "experiments.bench recursion", "~5 min per setting", False),
   ("mup/coord_check.*", "experiments.mup coord_check --out=results/mup", "354 s", False),
   (
@@ -347,6 +359,11 @@ def _run(command: Command, root: str, results: str, verbose: bool) -> None:
 def rebuild(studies: dict[str, Study], results: str, recompute: bool, verbose: bool) -> None:
   """Runs every study's commands on its extracted archive, writing under ``results``."""
   for name, study in studies.items():
+    if not study.runs:  # figures from committed tables: nothing to extract
+      print(f"{name}: committed tables", flush=True)
+      for command in study.commands:
+        _run(command, "", results, verbose)
+      continue
     archive = os.path.join(REPO, "results", study.archive)
     if not os.path.isfile(archive):
       raise ValueError(
@@ -400,9 +417,12 @@ def check(studies: dict[str, Study], recompute: bool, verbose: bool) -> list[str
 
 def print_list() -> None:
   for name, study in STUDIES.items():
-    archive = os.path.join(REPO, "results", study.archive)
-    size = f"{os.path.getsize(archive) / 1e6:.1f} MB" if os.path.isfile(archive) else "not packed"
-    print(f"{name}: results/{study.archive} ({size})")
+    if not study.runs:
+      print(f"{name}: from committed tables")
+    else:
+      archive = os.path.join(REPO, "results", study.archive)
+      size = f"{os.path.getsize(archive) / 1e6:.1f} MB" if os.path.isfile(archive) else "not packed"
+      print(f"{name}: results/{study.archive} ({size})")
     for c in study.commands:
       print(f"  {c.text()}")
       print(f"    writes: {', '.join('results/' + o for o in c.outputs)}")
@@ -436,6 +456,8 @@ def main(argv=None) -> int:
     print_list()
   elif args.action == "pack":
     for name, study in studies.items():
+      if not study.runs:
+        continue
       runs = os.path.join(REPO, "results", study.runs)
       n = pack(runs, os.path.join(REPO, "results", study.archive))
       print(f"{name}: {n} files -> results/{study.archive}; git rm -r the run folders it replaces")

@@ -146,6 +146,21 @@ def compare(problem, t0, *, multipliers=MULTIPLIERS, factors=HORIZON_FACTORS, sp
   return rows, curves
 
 
+def _typed(row: dict) -> dict:
+  """A CSV row with its numbers as numbers (ints where the text is an integer)."""
+  out = {}
+  for k, v in row.items():
+    for kind in (int, float):
+      try:
+        out[k] = kind(v)
+        break
+      except ValueError:
+        continue
+    else:
+      out[k] = v
+  return out
+
+
 def plot_ratios(rows, path):
   settings = sorted({(r["capacity"], r["source"]) for r in rows})
   methods = ["t^-gamma*+polyak", "t^-gamma*+ema25", "constant+ema25"]
@@ -237,7 +252,18 @@ def main(argv=None):
   ap.add_argument("--t0", type=int, default=1500)
   ap.add_argument("--dim", type=int, default=C.PAPER_DIM)
   ap.add_argument("--out", default=C.RESULTS)
+  ap.add_argument(
+    "--replot",
+    action="store_true",
+    help="redraw horizons.png and fig1.png from the CSVs in --out (seconds, no compute)",
+  )
   args = ap.parse_args(argv)
+  if args.replot:
+    paths = [os.path.join(args.out, f"horizons_{k}.csv") for k in ("ratios", "curves")]
+    rows, curves = ([_typed(r) for r in C.read_csv(cli.input_file("--out", p))] for p in paths)
+    plot_ratios(rows, os.path.join(args.out, "horizons.png"))
+    plot_fig1(rows, curves, os.path.join(args.out, "fig1.png"))
+    return
   cli.at_least("--t0", args.t0, 1)
   cli.at_least("--dim", args.dim, 1)
   cli.output_dir("--out", args.out)  # before minutes of compute, not after
