@@ -218,6 +218,17 @@ STUDIES: dict[str, Study] = {
       ),
     ),
   ),
+  "mup": Study(
+    "",
+    (
+      Command(
+        ("experiments.mup", "lr_transfer", "--report_only", "--out", "{results}/mup"),
+        ("mup/lr_transfer.csv", "mup/lr_transfer.json", "mup/lr_transfer.png"),
+        ("mup/lr_transfer.jsonl",),
+        seconds=6,
+      ),
+    ),
+  ),
 }
 
 # Committed outputs computed afresh rather than from committed logs: (outputs, command, time).
@@ -245,12 +256,7 @@ RECOMPUTED: tuple[tuple[str, str, str, bool], ...] = (
   ("theory/horizons_*.csv", "experiments.linreg horizons", "minutes", False),
   ("theory/bench/*", "experiments.bench recursion", "~5 min per setting", False),
   ("mup/coord_check.*", "experiments.mup coord_check --out=results/mup", "354 s", False),
-  (
-    "mup/lr_transfer.*",
-    "experiments.mup lr_transfer --out=results/mup [--report_only]",
-    "~20 min",
-    False,
-  ),
+  ("mup/lr_transfer.jsonl", "experiments.mup lr_transfer --out=results/mup", "~20 min", False),
   (
     "mup/module_lr.*",
     "experiments.mup module_lr --out=results/mup --width=64 --lr=0.008",
