@@ -47,6 +47,21 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
   os.replace(tmp, path)
 
 
+def typed(row: dict) -> dict:
+  """A CSV row with its numbers as numbers (ints where the text is an integer)."""
+  out = {}
+  for k, v in row.items():
+    for kind in (int, float):
+      try:
+        out[k] = kind(v)
+        break
+      except ValueError:
+        continue
+    else:
+      out[k] = v
+  return out
+
+
 def read_csv(path: str) -> list[dict]:
   with open(path, newline="") as f:
     return list(csv.DictReader(f))

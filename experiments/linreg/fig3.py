@@ -140,7 +140,17 @@ def main(argv=None):
   ap.add_argument("--dim", type=int, default=C.PAPER_DIM)
   ap.add_argument("--mode", default="compressed", choices=["compressed", "full"])
   ap.add_argument("--out", default=C.RESULTS)
+  ap.add_argument(
+    "--replot",
+    action="store_true",
+    help="redraw fig3.png from fig3_curves.csv in --out (no compute)",
+  )
   args = ap.parse_args(argv)
+  if args.replot:
+    tag = "" if args.mode == "compressed" else "_full"
+    path = cli.input_file("--out", os.path.join(args.out, f"fig3_curves{tag}.csv"))
+    plot([C.typed(r) for r in C.read_csv(path)], os.path.join(args.out, f"fig3{tag}.png"))
+    return
   cli.at_least("--steps", args.steps, 10)
   cli.at_least("--dim", args.dim, 1)
   cli.output_dir("--out", args.out)  # before minutes of compute, not after

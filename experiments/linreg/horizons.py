@@ -146,21 +146,6 @@ def compare(problem, t0, *, multipliers=MULTIPLIERS, factors=HORIZON_FACTORS, sp
   return rows, curves
 
 
-def _typed(row: dict) -> dict:
-  """A CSV row with its numbers as numbers (ints where the text is an integer)."""
-  out = {}
-  for k, v in row.items():
-    for kind in (int, float):
-      try:
-        out[k] = kind(v)
-        break
-      except ValueError:
-        continue
-    else:
-      out[k] = v
-  return out
-
-
 def plot_ratios(rows, path):
   settings = sorted({(r["capacity"], r["source"]) for r in rows})
   methods = ["t^-gamma*+polyak", "t^-gamma*+ema25", "constant+ema25"]
@@ -260,7 +245,7 @@ def main(argv=None):
   args = ap.parse_args(argv)
   if args.replot:
     paths = [os.path.join(args.out, f"horizons_{k}.csv") for k in ("ratios", "curves")]
-    rows, curves = ([_typed(r) for r in C.read_csv(cli.input_file("--out", p))] for p in paths)
+    rows, curves = ([C.typed(r) for r in C.read_csv(cli.input_file("--out", p))] for p in paths)
     plot_ratios(rows, os.path.join(args.out, "horizons.png"))
     plot_fig1(rows, curves, os.path.join(args.out, "fig1.png"))
     return

@@ -152,7 +152,14 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=10**6)
   ap.add_argument("--out", default=C.RESULTS)
+  ap.add_argument(
+    "--replot", action="store_true", help="redraw slopes.png from slopes.csv in --out (no compute)"
+  )
   args = ap.parse_args(argv)
+  if args.replot:
+    path = cli.input_file("--out", os.path.join(args.out, "slopes.csv"))
+    plot([C.typed(r) for r in C.read_csv(path)], os.path.join(args.out, "slopes.png"))
+    return
   cli.at_least("--steps", args.steps, 100)  # slopes are read over the last decades
   cli.output_dir("--out", args.out)
   rows = measure(args.steps)
