@@ -378,6 +378,9 @@ def expand(s) -> list[Run]:
       lrs = tuple(s.cosine.lrs)
       if h <= s.cosine.extra_lrs_max_horizon:
         lrs += tuple(s.cosine.extra_lrs)
+      # Peak LRs added at this horizon only (a cosine run serves one horizon): the points
+      # anytime.sweeps.bracket adds from <root>/bracket.json.
+      lrs += tuple(lr for at, lr in s.cosine.get("horizon_lrs", ()) if at == h and lr not in lrs)
       # Cosine is scored on its last iterate (the paper's baseline): no averages kept.
       extra = [("horizons", _tuple(x for x in s.horizons if x <= h)), ("opt.averages", "()")]
       for lr in lrs:

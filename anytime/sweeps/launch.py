@@ -5,13 +5,17 @@
     python -m anytime.sweeps --sweep=150m --root=R --array_file=jobs.txt   # job-array files
     python -m anytime.sweeps --sweep=mini --root=R --jobs=2     # run here, 2 at once
     python -m anytime.sweeps --sweep=mini --root=R --status     # done/running/left + ETA
+    python -m anytime.sweeps --sweep=150m --root=R --bracket    # best LRs at a grid edge?
+    python -m anytime.sweeps --sweep=mini --root=R --bracket --jobs=2   # run until interior
 
 Every run is ``python -m anytime.lm --config=configs/lm.py:ARGS --workdir=<root>/<name>``
 (see ``Run.command``). Finished runs (their eval log reaches the last step) are
 skipped; interrupted ones are started again with the same command and the
 trainer resumes from its workdir. WSD branches start once their constant run
 has written the checkpoint they branch from. The whole sweep is validated
-(ValueError naming the field) before anything is run or written.
+(ValueError naming the field) before anything is run or written. The grid points
+``--bracket`` added (``<root>/bracket.json``, anytime.sweeps.bracket) are part of
+the sweep in every mode.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import time
 
 from anytime import cli
+from anytime.sweeps import bracket
 from anytime.sweeps import common as sc
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
@@ -290,7 +295,27 @@ def run_local(
 # Command line.
 
 
+# Flags --bracket replaces or ignores: refused rather than silently dropped.
+_NOT_WITH_BRACKET = ("dry", "print", "array_file", "status", "only", "summary_only", "tokens_per_s")
+
+
+def _check_bracket(args) -> None:
+  if not args.bracket:
+    if args.max_bracket_rounds is not None:
+      raise ValueError("--max_bracket_rounds is invalid without --bracket.")
+    return
+  given = [f"--{k}" for k in _NOT_WITH_BRACKET if getattr(args, k)]
+  if given:
+    raise ValueError(
+      f"--bracket does not combine with {', '.join(given)}: it prints its status and extra "
+      "commands, or runs them with --jobs=N."
+    )
+  if args.max_bracket_rounds is not None and args.max_bracket_rounds < 1:
+    raise ValueError(f"--max_bracket_rounds={args.max_bracket_rounds} is invalid: expected >= 1.")
+
+
 def _check_args(args) -> None:
+  _check_bracket(args)
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
   if not 0 < args.mfu <= 1:
@@ -317,7 +342,14 @@ def parse_args(argv=None):
   mode.add_argument("--print", action="store_true", help="print one command per unfinished run")
   mode.add_argument("--array_file", default="", help="write job-array files (PATH, PATH.wsd)")
   mode.add_argument("--status", action="store_true", help="progress of the sweep under --root")
-  p.add_argument("--jobs", type=int, default=1, help="runs at once (local), ETA concurrency")
+  p.add_argument("--jobs", type=int, default=None, help="runs at once (local), ETA concurrency")
+  p.add_argument(
+    "--bracket",
+    action="store_true",
+    help="status of the best LRs vs the grid's ends and the runs that bracket them;\n"
+    "with --jobs=N, run rounds of them until every selected LR is interior",
+  )
+  p.add_argument("--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: 5")
   p.add_argument("--only", default="", help="regular expression: only runs whose name matches")
   p.add_argument("--python", default=sys.executable, help="interpreter of the runs")
   p.add_argument("--mfu", type=float, default=DEFAULT_MFU, help="assumed MFU for hours / ETA")
@@ -329,10 +361,27 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  run_bracket = args.bracket and args.jobs is not None  # --bracket alone only prints
+  args.jobs = 1 if args.jobs is None else args.jobs
   sweep = sc.load_sweep(args.sweep)
   args.root = os.path.abspath(args.root or os.path.join("runs", sweep.name))
   _check_args(args)
+  base, sweep = sweep, bracket.load(sweep, args.root)  # + the points --bracket added
   runs = sc.expand(sweep)
+  if run_bracket:
+    os.makedirs(args.root, exist_ok=True)
+    run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python)
+    rounds = args.max_bracket_rounds or 5
+    return bracket.run_rounds(base, args.root, run_fn=run_fn, max_rounds=rounds)
+  if args.bracket:
+    rows = bracket.status(sweep, runs, args.root)
+    points = bracket.proposals(rows, sweep)
+    print(bracket.table(rows))
+    extra = bracket.extra_runs(sweep, points)
+    print(f"# {len(extra)} run(s) to add (--bracket --jobs=N runs them and records the points):")
+    if extra:
+      print(print_commands(extra, args.root, args.python))
+    return 0
   if args.only:
     runs = [r for r in runs if re.search(args.only, r.name)]
     if not runs:

@@ -1,0 +1,268 @@
+"""Auto-bracketing on synthetic finished eval logs with a known convex loss-vs-log-LR curve."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from anytime.sweeps import bracket, launch
+from anytime.sweeps import common as sc
+from tests.sweeps import synthetic
+
+GRID = (0.001, 0.003, 0.01)
+# The optimum of each method's loss per horizon (peak LR), and inverse-sqrt's optimal offset.
+OPT = {
+  "cosine": {1: 0.02, 2: 0.003, 4: 0.0003},  # top edge at 1x, interior at 2x, bottom at 4x
+  "constant": {1: 0.003, 2: 0.003, 4: 0.003},  # interior everywhere
+  "inverse_sqrt": {1: 0.003, 2: 0.003, 4: 0.003},
+  "schedule_free": {1: 0.015, 2: 0.015, 4: 0.015},  # top edge
+}
+OPT_OFFSET = 80.0  # above the offsets (10, 20, 40)
+
+
+def make_sweep():
+  s = sc.load_sweep("smoke")
+  s.name = "brk"
+  s.horizons = (1, 2, 4)
+  s.averages = ("pema6.25", "pema25")
+  for m in ("cosine", "constant", "inverse_sqrt", "schedule_free"):
+    s[m].lrs = GRID
+  s.inverse_sqrt.offsets = (10.0, 20.0, 40.0)
+  s.wsd.enabled = False
+  s.noise.seeds = ()
+  return s
+
+
+def convex(run: sc.Run, h: float, key: str) -> float:
+  """Quadratic in log2(lr) around the method's optimum at h (and in log2(offset))."""
+  if run.method == "cosine" and h != run.horizon:
+    return 2.5  # an intermediate horizon of a longer cosine run: never scored
+  x = 0.01 * math.log2(run.lr / OPT[run.method][h]) ** 2
+  if run.offset is not None:
+    x += 0.01 * math.log2(run.offset / OPT_OFFSET) ** 2
+  return synthetic.base(h) + x + (0.05 if key == "raw" else 0.0)
+
+
+def finish(runs, root):
+  """A trainer that finishes every run at once, with the convex losses."""
+  ran = []
+  for r in runs:
+    if sc.run_state(root, r) != "done":
+      synthetic.write_log(sc.workdir(root, r), r, convex)
+      ran.append(r.name)
+  return {"done": ran, "skipped": [], "failed": [], "unsupported": []}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  s = make_sweep()
+  root = str(tmp_path_factory.mktemp("brk"))
+  finish(sc.expand(s), root)
+  return s, root
+
+
+def _rows(s, root):
+  rows = bracket.status(s, sc.expand(s), root)
+  return {(r.label, r.horizon, r.axis): r for r in rows}
+
+
+def test_edges_propose_the_next_sqrt2_point_and_interior_nothing(finished):
+  s, root = finished
+  rows = _rows(s, root)
+  top = rows[("cosine (tuned)", 1, "lr")]
+  assert (top.selected, top.low, top.high, top.status) == (0.01, 0.003, 0.01, "edge-high")
+  assert top.adds == (bracket.Point("cosine", lr=0.0141, horizon=1.0),)  # 0.01 x sqrt(2)
+  mid = rows[("cosine (tuned)", 2, "lr")]
+  assert (mid.selected, mid.low, mid.high, mid.status, mid.adds) == (
+    0.003, 0.001, 0.01, "interior", ()
+  )  # fmt: skip
+  low = rows[("cosine (tuned)", 4, "lr")]
+  assert (low.selected, low.status) == (0.001, "edge-low")
+  assert low.adds == (bracket.Point("cosine", lr=0.000707, horizon=4.0),)  # 0.001 / sqrt(2)
+  for label in ("constant+EMA (tuned)", "constant+EMA25", "constant (last iterate)"):
+    assert all(rows[(label, h, "lr")].status == "interior" for h in (1, 2, 4))
+  sf = rows[("Schedule-Free", 2, "lr")]
+  assert (sf.selected, sf.status, sf.adds) == (
+    0.01,
+    "edge-high",
+    (bracket.Point("schedule_free", lr=0.0141),),
+  )
+  # Inverse-sqrt: its LR is interior, its offset at the top of (10, 20, 40): next on that x2 grid.
+  isq = rows[("inverse-sqrt+EMA (tuned)", 4, "lr")]
+  assert (isq.selected, isq.status) == (0.003, "interior")
+  off = rows[("inverse-sqrt+EMA (tuned)", 4, "offset")]
+  assert (off.selected, off.low, off.status) == (40.0, 20.0, "edge-high")
+  assert off.adds == (bracket.Point("inverse_sqrt", offset=80.0),)
+  # One run covers every anytime horizon: the three horizons' proposals are one point.
+  points = bracket.proposals(list(rows.values()), s)
+  assert set(points) == {
+    bracket.Point("cosine", lr=0.0141, horizon=1.0),
+    bracket.Point("cosine", lr=0.000707, horizon=4.0),
+    bracket.Point("inverse_sqrt", offset=80.0),
+    bracket.Point("schedule_free", lr=0.0141),
+  }
+  text = bracket.table(list(rows.values()))
+  assert "edge-high  lr 0.0141 at 1x" in text and "offset 80" in text
+
+
+def test_a_single_lr_is_bracketed_on_both_sides(finished):
+  s, root = finished
+  s = bracket.apply(s, [])
+  s.schedule_free.lrs = (0.01,)  # as if only 0.01 had been run: its neighbours on both sides
+  row = _rows(s, root)[("Schedule-Free", 1, "lr")]
+  assert row.status == "edge-both"
+  assert [p.lr for p in row.adds] == [0.00707, 0.0141]
+
+
+def test_an_unfinished_run_makes_its_method_wait(finished, tmp_path):
+  s, root = finished
+  runs = sc.expand(s)
+  for r in runs:  # the same logs, but one constant run stopped before its end
+    if r.name != "constant_h4_lr0.01_b0.95_s0":
+      os.symlink(sc.workdir(root, r), sc.workdir(str(tmp_path), r))
+  rows = bracket.status(s, runs, str(tmp_path))
+  assert {r.status for r in rows if r.method == "constant"} == {"waiting"}
+  assert all(not r.adds for r in rows if r.method == "constant")
+  cos = [r for r in rows if r.method == "cosine"]
+  assert [r.status for r in cos] == ["edge-high", "interior", "edge-low"]  # others go on
+
+
+def test_rounds_grow_the_grid_until_every_pick_is_interior(tmp_path):
+  root = str(tmp_path)
+  lines = []
+  code = bracket.run_rounds(make_sweep(), root, run_fn=finish, max_rounds=5, log=lines.append)
+  assert code == 0 and "every selected LR and offset is interior" in lines[-1]
+  with open(os.path.join(root, bracket.FILE)) as f:
+    saved = json.load(f)
+  assert saved["sweep"] == "brk"
+  got = {(p["method"], p.get("horizon"), p.get("lr"), p.get("offset")) for p in saved["points"]}
+  assert got == {
+    ("cosine", 1.0, 0.0141, None),  # 0.01 -> 0.0141 -> 0.0199 (best, optimum 0.02) -> 0.0281
+    ("cosine", 1.0, 0.0199, None),
+    ("cosine", 1.0, 0.0281, None),
+    ("cosine", 4.0, 0.000707, None),  # 0.001 -> 0.000707 -> 0.0005 -> 0.000354 (0.0003 best)
+    ("cosine", 4.0, 0.0005, None),
+    ("cosine", 4.0, 0.000354, None),
+    ("cosine", 4.0, 0.00025, None),
+    ("inverse_sqrt", None, None, 80.0),
+    ("inverse_sqrt", None, None, 160.0),
+    ("schedule_free", None, 0.0141, None),
+    ("schedule_free", None, 0.0199, None),
+  }
+  s = bracket.load(make_sweep(), root)
+  rows = bracket.status(s, sc.expand(s), root)
+  assert {r.status for r in rows} == {"interior"}
+  picks = {(r.label, r.horizon, r.axis): r.selected for r in rows}
+  assert picks[("cosine (tuned)", 1, "lr")] == 0.0199
+  assert picks[("cosine (tuned)", 4, "lr")] == 0.000354
+  assert picks[("inverse-sqrt+EMA (tuned)", 1, "offset")] == 80.0
+  again = []
+  assert bracket.run_rounds(make_sweep(), root, run_fn=finish, max_rounds=5, log=again.append) == 0
+  assert "after 0 round(s); every selected LR" in again[-1]
+  assert not [line for line in again if line.startswith("bracket: round")]  # nothing to add
+
+
+def test_max_rounds_stops_and_says_what_was_not_added(tmp_path):
+  lines = []
+  bracket.run_rounds(make_sweep(), str(tmp_path), run_fn=finish, max_rounds=1, log=lines.append)
+  assert lines[-1].startswith("bracket: --max_bracket_rounds=1 reached; not added:")
+  assert len(bracket.read(str(tmp_path), make_sweep())) == 4  # the first round's points only
+
+
+def test_bracket_json_round_trips_into_expand_with_stable_names(tmp_path):
+  s = make_sweep()
+  points = [
+    bracket.Point("cosine", lr=0.0141, horizon=1.0),
+    bracket.Point("constant", lr=bracket.grid_lr(0.01 * bracket.STEP)),
+    bracket.Point("inverse_sqrt", offset=80.0),
+  ]
+  bracket.write(str(tmp_path), s, points)
+  assert bracket.read(str(tmp_path), s) == points
+  before = {r.name for r in sc.expand(s)}
+  grown = bracket.load(s, str(tmp_path))
+  added = sorted(r.name for r in sc.expand(grown) if r.name not in before)
+  assert added == sorted(
+    ["cosine_h1_lr0.0141_b0.95_s0", "constant_h4_lr0.0141_b0.95_s0"]
+    + [f"inverse_sqrt_o80_h4_lr{lr:g}_b0.95_s0" for lr in GRID]
+  )  # the cosine point at 1x only; the offset for every inverse-sqrt LR
+  assert [r.name for r in bracket.extra_runs(s, points)] == [
+    r.name for r in sc.expand(grown) if r.name not in before
+  ]
+  assert s.cosine.get("horizon_lrs", ()) == () and 0.0141 not in s.constant.lrs  # not mutated
+
+
+def test_a_wsd_point_adds_its_constant_parent():
+  s = make_sweep()
+  s.wsd.enabled = True
+  s.wsd.lrs = (0.003,)
+  grown = bracket.apply(s, [bracket.Point("wsd", lr=0.00424)])
+  assert grown.wsd.lrs == (0.003, 0.00424) and 0.00424 in grown.constant.lrs
+  names = {r.name for r in sc.expand(grown)}
+  assert {"constant_h4_lr0.00424_b0.95_s0", "wsd_h2_lr0.00424_b0.95_s0"} <= names
+
+
+@pytest.mark.parametrize(
+  "data, message",
+  [
+    ({"sweep": "brk", "points": [{"method": "constant", "lr": -0.1}]}, "lr=-0.1 is invalid"),
+    ({"sweep": "brk", "points": [{"method": "constant", "lr": 0}]}, "lr=0 is invalid"),
+    ({"sweep": "other", "points": []}, "written for sweep 'other'"),
+    ({"sweep": "brk", "points": [{"method": "cosine", "lr": 0.1}]}, "horizon"),
+    ({"sweep": "brk", "points": [{"method": "constant", "offset": 9.0}]}, "offset of inverse"),
+    ({"sweep": "brk", "points": [{"method": "wsd", "lr": 0.1}]}, "enabled method"),
+    ([1, 2], "'points' list"),
+  ],
+)
+def test_bad_bracket_json_is_refused(data, message, tmp_path):
+  with open(tmp_path / bracket.FILE, "w") as f:
+    json.dump(data, f)
+  with pytest.raises(ValueError, match=message):
+    bracket.read(str(tmp_path), make_sweep())
+
+
+def _main(argv, sweep, monkeypatch):
+  monkeypatch.setattr(sc, "load_sweep", lambda spec: sweep)
+  return launch.main(argv)
+
+
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (["--bracket", "--print"], "--bracket does not combine with --print"),
+    (["--bracket", "--status"], "does not combine with --status"),
+    (["--bracket", "--only=cosine"], "does not combine with --only"),
+    (["--max_bracket_rounds=2"], "without --bracket"),
+    (["--bracket", "--jobs=1", "--max_bracket_rounds=0"], "expected >= 1"),
+  ],
+)
+def test_flags_that_do_not_combine(flags, message, tmp_path, monkeypatch):
+  root = tmp_path / "root"
+  with pytest.raises(ValueError, match=message):
+    _main(["--sweep=x", f"--root={root}", *flags], make_sweep(), monkeypatch)
+  assert not root.exists()
+
+
+def test_cli_prints_status_and_the_extra_commands(finished, monkeypatch, capsys):
+  s, root = finished
+  assert _main(["--sweep=x", f"--root={root}", "--bracket"], s, monkeypatch) == 0
+  out = capsys.readouterr().out
+  assert "cosine (tuned)" in out and "edge-high" in out
+  assert "# 6 run(s) to add" in out  # 2 cosine, 3 inverse-sqrt at offset 80, 1 Schedule-Free
+  assert f"--workdir={os.path.join(root, 'cosine_h1_lr0.0141_b0.95_s0')}" in out
+  assert not os.path.exists(os.path.join(root, bracket.FILE))  # printing writes nothing
+
+
+def test_cli_corrupt_bracket_json_is_one_line_and_exit_2(tmp_path):
+  (tmp_path / bracket.FILE).write_text("{not json")
+  before = sorted(os.listdir(tmp_path))
+  p = subprocess.run(
+    [sys.executable, "-m", "anytime.sweeps", "--sweep=smoke", f"--root={tmp_path}", "--status"],
+    capture_output=True,
+    text=True,
+  )
+  assert p.returncode == 2 and p.stdout == ""
+  assert p.stderr.count("\n") == 1 and "bracket.json cannot be read as JSON" in p.stderr
+  assert sorted(os.listdir(tmp_path)) == before
