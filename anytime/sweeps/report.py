@@ -447,6 +447,9 @@ def main(argv=None) -> int:
   sweep = sc.load_sweep(args.sweep)
   root = os.path.abspath(args.root or os.path.join("runs", sweep.name))
   cli.input_dir("--root", root)
+  from anytime.sweeps import bracket  # bracket builds on this module's selection
+
+  sweep = bracket.load(sweep, root)  # the grid as grown by --bracket (bracket.json), if any
   out = cli.output_dir("--out", args.out or os.path.join(root, "report"))
   if args.reference and not os.path.isfile(args.reference):
     raise ValueError(f"--reference={args.reference!r} is not a file.")
