@@ -69,6 +69,8 @@ def _man(path: str) -> str | None:
   return "man" if re.match(r"/usr/share/man/man\w+/[^/]+\.gz$", path) else None
 
 
+_SPHINX_EXTRA = ("/_static/", "/_sources/", "genindex", "/search.html", "modindex")
+
 SOURCES = (
   Source("stdlib", "", "PSF-2.0", lambda p: "text"),
   Source(
@@ -99,6 +101,55 @@ SOURCES = (
   Source("man", "manpages", "man-pages licenses (verbatim, GPL, BSD; DFSG-free)", _man),
   Source("man-dev", "manpages-dev", "man-pages licenses (verbatim, GPL, BSD; DFSG-free)", _man),
   Source("fortunes", "fortunes", "BSD-3-Clause / public domain", _fortune),
+  Source(
+    "scipy-doc",
+    "python-scipy-doc",
+    "BSD-3-Clause",
+    _under("/usr/share/doc/python-scipy-doc/html/", (".html",), "html", _SPHINX_EXTRA),
+  ),
+  Source(
+    "octave-doc",
+    "octave-doc",
+    "GPL-3+",
+    _under("/usr/share/doc/octave/octave.html/", (".html",), "html", ("Index",)),
+  ),
+  Source(
+    "perl-modules",
+    "perl-modules-5.36",
+    "GPL-1+ or Artistic",
+    _under("/usr/share/perl/", (".pm", ".pod"), "text"),
+  ),
+  Source(
+    "debian-handbook",
+    "debian-handbook",
+    "GPL-2.0+ or CC-BY-SA-3.0",
+    _under("/usr/share/doc/debian-handbook/html/en-US/", (".html",), "html"),
+  ),
+  Source("debian-reference", "debian-reference-en", "GPL-2+", _under("/", (".html",), "html")),
+  Source(
+    "debian-policy", "debian-policy", "GPL-2+", _under("/", (".html",), "html", _SPHINX_EXTRA)
+  ),
+  Source(
+    "developers-reference",
+    "developers-reference",
+    "GPL-2",
+    _under("/", (".html",), "html", _SPHINX_EXTRA),
+  ),
+  Source(
+    "erlang-doc",
+    "erlang-doc",
+    "Apache-2.0",
+    _under("/usr/share/doc/erlang-doc/", (".html",), "html", ("/java/", "index")),
+  ),
+  Source("openssl-man", "libssl-doc", "Apache-2.0", _man),
+  Source("vim-doc", "vim-doc", "Vim (GPL-compatible)", _under("/", (".html",), "html")),
+  Source("nodejs-doc", "nodejs-doc", "Expat", _under("/", (".html",), "html", ("/all.html",))),
+  Source(
+    "stdlib-tests",
+    "libpython3.11-testsuite",
+    "PSF-2.0",
+    _under("/usr/lib/python3.11/", (".py",), "text"),
+  ),
 )
 
 
@@ -231,6 +282,9 @@ def build(
   from anytime.lm import beam_prepare, shards
   from anytime.lm import tokenizer as tokenizer_lib
 
+  rows = os.path.join(output_dir, "rows")
+  if os.path.exists(os.path.join(rows, "meta.json")) and not overwrite:  # before the long part
+    raise ValueError(f"{rows} already holds a finished dataset; pass --overwrite to replace it")
   t0 = time.time()
   docs, stats = collect(sources, files_of, min_chars)
   train, val = split_documents(docs, val_fraction)
@@ -243,7 +297,7 @@ def build(
   train_glob, val_glob = os.path.join(jsonl, "train-*"), os.path.join(jsonl, "val-*")
   meta = beam_prepare.prepare_shards(
     shards.json_shards(train_glob, val_glob),
-    os.path.join(output_dir, "rows"),
+    rows,
     vocab_size=vocab_size,
     sample_chars=sample_chars,
     seq_len=seq_len,
@@ -254,7 +308,7 @@ def build(
     source=dict(corpus="natural", sources=[s.name for s in sources]),
   )
   t2 = time.time()
-  tok = tokenizer_lib.Tokenizer.from_file(os.path.join(output_dir, "rows", meta["tokenizer"]))
+  tok = tokenizer_lib.Tokenizer.from_file(os.path.join(rows, meta["tokenizer"]))
   for split, split_docs in (("train", train), ("val", val)):
     for name in stats:
       texts = [t for s, t in split_docs if s == name]
@@ -279,12 +333,12 @@ def build(
 
 def format_report(report: dict, params: int) -> Iterator[str]:
   yield (
-    f"{'source':<15}{'files':>7}{'short':>7}{'exact':>7}{'near':>6}{'docs':>7}{'chars':>13}"
+    f"{'source':<21}{'files':>7}{'short':>7}{'exact':>7}{'near':>6}{'docs':>7}{'chars':>13}"
     f"{'train tok':>13}{'val docs':>9}{'val tok':>11}"
   )
   for name, s in report["sources"].items():
     yield (
-      f"{name:<15}{s['files']:>7}{s['short']:>7}{s['exact']:>7}{s['near']:>6}{s['documents']:>7}"
+      f"{name:<21}{s['files']:>7}{s['short']:>7}{s['exact']:>7}{s['near']:>6}{s['documents']:>7}"
       f"{s['chars']:>13,}{s['train_tokens']:>13,}{s['val_documents']:>9}{s['val_tokens']:>11,}"
     )
   tot = {k: sum(s[k] for s in report["sources"].values()) for k in ("documents", "chars")}
@@ -319,14 +373,17 @@ def main(argv=None) -> dict | None:
       subprocess.run(install_line(missing).split(), check=True)
     elif not args.allow_missing:
       sys.exit("natural_corpus: install them (or pass --install / --allow_missing)")
-  report = build(
-    args.output_dir,
-    vocab_size=args.vocab_size,
-    val_fraction=args.val_fraction,
-    sample_chars=args.tokenizer_sample_chars,
-    threads=args.threads,
-    overwrite=args.overwrite,
-  )
+  try:
+    report = build(
+      args.output_dir,
+      vocab_size=args.vocab_size,
+      val_fraction=args.val_fraction,
+      sample_chars=args.tokenizer_sample_chars,
+      threads=args.threads,
+      overwrite=args.overwrite,
+    )
+  except ValueError as err:
+    sys.exit(f"natural_corpus: error: {err}")
   for line in format_report(report, args.params):
     print(line)
   return report

@@ -78,6 +78,7 @@ def test_signature_estimates_jaccard_deterministically():
 
 def sources(tmp_path):
   """Three tiny sources: HTML pages, gzip'd man pages, plain text (with duplicates)."""
+  tmp_path.mkdir(exist_ok=True)
   files = {"html": [], "man": [], "text": []}
   for k in range(12):
     p = tmp_path / f"page{k}.html"
@@ -116,3 +117,22 @@ def test_collect_split_and_shards(tmp_path):
     records = [json.loads(line) for line in f]
   assert [(r["source"], r["text"]) for r in records] == val
   assert all(set(r) == {"text", "source"} for r in records)
+
+
+def test_build_prepares_exactly_the_held_out_documents(tmp_path, capsys):
+  srcs, files_of = sources(tmp_path / "src")
+  out = tmp_path / "out"
+  report = natural_corpus.build(
+    str(out), sources=srcs, files_of=files_of, vocab_size=300, val_fraction=0.1, min_chars=200
+  )
+  meta = json.loads((out / "rows" / "meta.json").read_text())
+  assert meta["format"] == "anytime-rows" and meta["val"]["by"] == "shards"
+  val_docs = sum(s["val_documents"] for s in report["sources"].values())
+  assert meta["splits"]["val"]["documents"] == val_docs >= 3
+  assert meta["splits"]["train"]["documents"] == 36 - val_docs
+  assert report["train_tokens"] == meta["splits"]["train"]["tokens"]
+  # the per-source counts (trained tokenizer, + EOS) add up to the pipeline's token count
+  counted = sum(s["train_tokens"] for s in report["sources"].values())
+  assert counted == meta["splits"]["train"]["tokens"]
+  lines = list(natural_corpus.format_report(report, params=1000))
+  assert lines[-1].startswith("32x Chinchilla of 1,000 non-embedding params = 640,000 tokens")
