@@ -350,7 +350,8 @@ def format_report(report: dict, params: int) -> Iterator[str]:
   )
   yield (
     f"32x Chinchilla of {params:,} non-embedding params = {need:,} tokens = "
-    f"{need / train:.2f} epochs of the training split; seconds {report['seconds']}"
+    f"{need / train:.2f} epochs of the training split (one epoch covers 32x Chinchilla up to "
+    f"{train // (32 * CHINCHILLA_TOKENS_PER_PARAM):,} params); seconds {report['seconds']}"
   )
 
 
