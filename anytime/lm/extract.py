@@ -76,6 +76,7 @@ _GLYPHS = {"em": "—", "en": "–", "bu": "•", "co": "©", "rg": "®", "lq": 
            "hy": "-"}  # fmt: skip
 _TEXT_MACROS = {"SH", "SS", "B", "I", "BR", "IR", "RB", "BI", "IB", "RI", "SM", "TP", "IP", "TQ",
                 "Nm", "Nd", "Sh", "Ss", "Em", "Ar", "Fl", "Cm", "Pa", "Fn", "Xr", "It"}  # fmt: skip
+_BRACES = re.compile(r"\s*(\\[{}]\\?|[.'])\s*$")  # empty requests, conditional braces
 _INLINE = re.compile(r"\\f(?:\[[^\]]*\]|\(..|.)|\\s[+-]?\d|\\\*(?:\[[^\]]*\]|\(..|.)|\\[nk]\S")
 
 
@@ -95,7 +96,7 @@ def man_to_text(troff: str) -> str:
     return ""
   out = []
   for raw in troff.splitlines():
-    if raw.startswith(('.\\"', "'\\\"", '.\\"')) or raw.strip() in (".", "'"):
+    if raw.startswith(('.\\"', "'\\\"", '.\\"')) or _BRACES.match(raw):
       continue
     if raw.startswith((".", "'")):
       m = re.match(r"[.'](\w+)\s*(.*)", raw)

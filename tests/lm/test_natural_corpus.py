@@ -29,6 +29,8 @@ foo \- frobnicate the \fIbar\fP
 .B foo
 reads \fBinput\fR and writes \(em output.
 .PP
+.if n \\{\\
+\\}
 Second paragraph.
 """
 
