@@ -29,8 +29,8 @@ foo \- frobnicate the \fIbar\fP
 .B foo
 reads \fBinput\fR and writes \(em output.
 .PP
-.if n \\{\\
-\\}
+.if n \{\
+\}
 Second paragraph.
 """
 
