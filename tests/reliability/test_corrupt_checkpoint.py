@@ -117,9 +117,9 @@ def test_damaged_latest_checkpoint_is_skipped_and_resume_is_exact(base, tmp_path
   assert ckpt.latest_step() == STEPS
 
 
-def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
-  # Array bytes that still decode (e.g. an uncompressed chunk overwritten in place) are simulated
-  # by changing one stored checksum: restore must refuse the step, naming the array.
+def _edit_meta(base, tmp_path, edit):
+  """A copy of the base run whose step-STEPS meta item ``edit`` changed; its (checkpointer,
+  trainer) to restore with."""
   import json
 
   workdir = str(tmp_path / "run")
@@ -128,17 +128,26 @@ def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
   meta_file = os.path.join(ckpt_dir, str(STEPS), "meta", "metadata")
   with open(meta_file) as f:
     meta = json.load(f)
-  meta[checkpoint_lib.CHECKSUM_KEY][3][0] ^= 1
-  # Re-sign the metadata, so that only the array checksum disagrees (an edit of meta alone is
-  # caught by its own hash: test_edited_meta_is_caught).
-  meta.pop(checkpoint_lib.META_SHA_KEY)
-  meta[checkpoint_lib.META_SHA_KEY] = checkpoint_lib._json_sha256(meta)
+  edit(meta)
   with open(meta_file, "w") as f:
     json.dump(meta, f)
   cfg = _cfg()
   mcfg, plan, mesh_shape = train.validate(cfg)
   trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
-  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True, async_save=False)
+  return checkpoint_lib.Checkpointer(ckpt_dir, read_only=True, async_save=False), trainer
+
+
+def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
+  # Array bytes that still decode (e.g. an uncompressed chunk overwritten in place) are simulated
+  # by changing one stored checksum: restore must refuse the step, naming the array.
+  def flip_one_checksum(meta):
+    meta[checkpoint_lib.CHECKSUM_KEY][3][0] ^= 1
+    # Re-sign the metadata, so that only the array checksum disagrees (an edit of meta alone is
+    # caught by its own hash: test_edited_meta_is_caught).
+    meta.pop(checkpoint_lib.META_SHA_KEY)
+    meta[checkpoint_lib.META_SHA_KEY] = checkpoint_lib._json_sha256(meta)
+
+  ckpt, trainer = _edit_meta(base, tmp_path, flip_one_checksum)
   with pytest.raises(
     checkpoint_lib.CorruptCheckpointError, match=f"step {STEPS} .*checksum.*1 arr"
   ):
@@ -148,21 +157,7 @@ def test_silent_array_change_is_caught_by_checksum(base, tmp_path):
 
 
 def test_edited_meta_is_caught(base, tmp_path):
-  import json
-
-  workdir = str(tmp_path / "run")
-  shutil.copytree(base[0], workdir)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  meta_file = os.path.join(ckpt_dir, str(STEPS), "meta", "metadata")
-  with open(meta_file) as f:
-    meta = json.load(f)
-  meta["tokens"] += 1
-  with open(meta_file, "w") as f:
-    json.dump(meta, f)
-  cfg = _cfg()
-  mcfg, plan, mesh_shape = train.validate(cfg)
-  trainer = train.Trainer(cfg, mcfg, plan, mesh_shape)
-  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, read_only=True, async_save=False)
+  ckpt, trainer = _edit_meta(base, tmp_path, lambda meta: meta.update(tokens=meta["tokens"] + 1))
   with pytest.raises(
     checkpoint_lib.CorruptCheckpointError, match=f"step {STEPS} in .*: its metadata"
   ):
