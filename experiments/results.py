@@ -17,9 +17,9 @@ The archive's bytes depend only on the logs' bytes (members sorted by name, mtim
 no user names, mode 644, GNU tar format, xz preset 9), so packing the same folders twice gives
 the same file and a re-pack shows in git only when a log changed.
 
-Outputs that need a fresh multi-minute computation instead of logs (the linear-regression theory,
-muP, benchmarks, the synthetic law demos) are listed in :data:`RECOMPUTED` with their command and
-time; ``rebuild --recompute`` / ``check --recompute`` run them too, where that is meaningful.
+Outputs that need a fresh multi-minute computation instead of logs (the linear-regression theory's
+curves, the muP data, benchmarks, the synthetic law demos) are listed in :data:`RECOMPUTED` with
+their command and time; ``rebuild --recompute`` / ``check --recompute`` run the runnable ones.
 """
 
 from __future__ import annotations
@@ -81,6 +81,13 @@ def _lm(sub: str, *flags: str, outputs=(), inputs=(), seconds=0) -> Command:
   args = ("experiments.laws_lm", sub, "--root", "{root}", "--out", "{results}/laws/lm", *flags)
   lm = "laws/lm/"
   return Command(args, tuple(lm + o for o in outputs), tuple(lm + i for i in inputs), seconds)
+
+
+def _mup(command: str, outputs=(), inputs=(), seconds=0) -> Command:
+  """``experiments.mup <command>`` redrawing from the committed data in results/mup."""
+  args = ("experiments.mup", *command.split(), "--out", "{results}/mup")
+  mup = "mup/"
+  return Command(args, tuple(mup + o for o in outputs), tuple(mup + i for i in inputs), seconds)
 
 
 STUDIES: dict[str, Study] = {
@@ -233,82 +240,75 @@ STUDIES: dict[str, Study] = {
   "mup": Study(
     "",
     (
-      Command(
-        ("experiments.mup", "lr_transfer", "--report_only", "--out", "{results}/mup"),
-        ("mup/lr_transfer.csv", "mup/lr_transfer.json", "mup/lr_transfer.png"),
-        ("mup/lr_transfer.jsonl",),
+      _mup(
+        "lr_transfer --report_only",
+        outputs=("lr_transfer.csv", "lr_transfer.json", "lr_transfer.png"),
+        inputs=("lr_transfer.jsonl",),
         seconds=6,
       ),
+      _mup("coord_check --replot", ("coord_check.png",), ("coord_check.csv",), seconds=4),
+      _mup("growth --replot", ("growth.png",), ("growth.csv",), seconds=3),
+      _mup("module_lr --replot --width 64 --lr 0.008", ("module_lr.png",), ("module_lr.jsonl",), 3),
     ),
   ),
 }
 
-# Committed outputs computed afresh rather than from committed logs: (outputs, command, time).
-# ``--recompute`` runs the commands marked runnable (their outputs are deterministic on one
-# machine); the others are listed for the reader only.
-RECOMPUTED: tuple[tuple[str, str, str, bool], ...] = (
-  (
+
+@dataclasses.dataclass(frozen=True)
+class Recomputed:
+  """Committed outputs computed afresh, not from logs: ``command`` writes them in ``time``;
+  ``--recompute`` runs the ``runnable`` ones (deterministic on one machine), the others are
+  listed for the reader only."""
+
+  command: Command
+  time: str
+  runnable: bool = False
+
+
+def _fresh(outputs: str, command: str, time: str, runnable=False) -> Recomputed:
+  """``outputs`` (globs under results/, ", "-separated) written by ``python -m command``."""
+  return Recomputed(Command(tuple(command.split()), tuple(outputs.split(", "))), time, runnable)
+
+
+_LAWS = "--out {results}/laws"
+_THEORY = "laws/theory_choice.csv, laws/theory_fit.png, laws/theory_prediction.csv"
+_MUP = "--out=results/mup"
+RECOMPUTED: tuple[Recomputed, ...] = (
+  _fresh(
     "laws/fit_multipower.*, laws/demo_runs.jsonl",
-    "experiments.laws fit --demo --min_step 100",
+    f"experiments.laws fit --demo --min_step 100 {_LAWS}",
     "10 s",
     True,
   ),
-  ("laws/lr_law.*, laws/lr_optima.csv", "experiments.laws lr --demo", "5 s", True),
-  ("laws/continued.csv", "experiments.laws continued --demo", "5 s", True),
-  ("laws/theory_*", "experiments.laws theory [--fit constant,wsd20_linear]", "80 s each", True),
-  (
-    "laws/lm_tiny_smoke/*",
-    "6 tiny LM runs, then experiments.laws fit --lm_workdirs (docs/laws.md 5)",
-    "~15 min",
-    False,
+  _fresh("laws/lr_law.*, laws/lr_optima.csv", f"experiments.laws lr --demo {_LAWS}", "5 s", True),
+  _fresh("laws/continued.csv", f"experiments.laws continued --demo {_LAWS}", "5 s", True),
+  _fresh(f"{_THEORY}, laws/theory_table.md", f"experiments.laws theory {_LAWS}", "80 s", True),
+  _fresh(
+    "laws/theory_*_fit-constant+wsd20_linear.*",
+    f"experiments.laws theory --fit constant,wsd20_linear {_LAWS}",
+    "80 s",
+    True,
   ),
-  ("theory/mc_check.csv", "experiments.linreg mc", "minutes", False),
-  ("theory/slopes.csv, gamma_star_check.csv", "experiments.linreg slopes", "minutes", False),
-  ("theory/fig3_*.csv", "experiments.linreg fig3", "~1.6 min", False),
-  ("theory/horizons_*.csv", "experiments.linreg horizons", "minutes", False),
-  ("theory/bench/*", "experiments.bench recursion", "~5 min per setting", False),
-  ("mup/coord_check.*", "experiments.mup coord_check --out=results/mup", "354 s", False),
-  ("mup/lr_transfer.jsonl", "experiments.mup lr_transfer --out=results/mup", "~20 min", False),
-  (
-    "mup/module_lr.*",
-    "experiments.mup module_lr --out=results/mup --width=64 --lr=0.008",
+  _fresh("theory/mc_check.csv", "experiments.linreg mc", "minutes"),
+  _fresh("theory/slopes.csv, theory/gamma_star_check.csv", "experiments.linreg slopes", "minutes"),
+  _fresh("theory/fig3_*.csv", "experiments.linreg fig3", "~1.6 min"),
+  _fresh("theory/horizons_*.csv", "experiments.linreg horizons", "minutes"),
+  _fresh("theory/bench/*", "experiments.bench recursion", "~5 min per setting"),
+  # muP: the data and the run summaries (settings, wall time); the figures are redrawn from the
+  # data by the mup study (--replot, --report_only).
+  _fresh(
+    "mup/coord_check.csv, mup/coord_check.json", f"experiments.mup coord_check {_MUP}", "354 s"
+  ),
+  _fresh("mup/lr_transfer.jsonl", f"experiments.mup lr_transfer {_MUP}", "~20 min"),
+  _fresh(
+    "mup/module_lr.jsonl, mup/module_lr.json",
+    f"experiments.mup module_lr {_MUP} --width=64 --lr=0.008",
     "~10 min",
-    False,
   ),
-  ("mup/growth.*", "experiments.mup growth --out=results/mup", "579 s", False),
-  (
-    "perf/*",
-    "experiments.bench {trainer,accelerator} (timings: never byte for byte)",
-    "4-8 min",
-    False,
-  ),
+  _fresh("mup/growth.csv, mup/growth.json", f"experiments.mup growth {_MUP}", "579 s"),
+  _fresh("perf/*", "experiments.bench {{trainer,accelerator}}", "4-8 min; never byte for byte"),
 )
-RECOMPUTE_COMMANDS: tuple[Command, ...] = (
-  Command(
-    ("experiments.laws", "fit", "--demo", "--min_step", "100", "--out", "{results}/laws"),
-    ("laws/fit_multipower.*", "laws/demo_runs.jsonl"),
-  ),
-  Command(
-    ("experiments.laws", "lr", "--demo", "--out", "{results}/laws"),
-    ("laws/lr_law.*", "laws/lr_optima.csv"),
-  ),
-  Command(
-    ("experiments.laws", "continued", "--demo", "--out", "{results}/laws"), ("laws/continued.csv",)
-  ),
-  Command(
-    ("experiments.laws", "theory", "--out", "{results}/laws"),
-    (
-      "laws/theory_choice.csv",
-      "laws/theory_fit.png",
-      "laws/theory_prediction.csv",
-      "laws/theory_table.md",
-    ),
-  ),
-  Command(
-    ("experiments.laws", "theory", "--fit", "constant,wsd20_linear", "--out", "{results}/laws"),
-    ("laws/theory_*_fit-constant+wsd20_linear.*",),
-  ),
-)
+RECOMPUTE_COMMANDS: tuple[Command, ...] = tuple(r.command for r in RECOMPUTED if r.runnable)
 
 
 # ------------------------------------------------------------------------------------------
@@ -449,8 +449,9 @@ def print_list() -> None:
           f"    reads (committed, never rewritten): {', '.join('results/' + i for i in c.inputs)}"
         )
   print("recomputed, not rebuilt (no logs; rebuild --recompute runs those marked *):")
-  for outputs, command, seconds, runnable in RECOMPUTED:
-    print(f"  {'*' if runnable else ' '} results/{outputs}: python -m {command} ({seconds})")
+  for r in RECOMPUTED:
+    outputs = ", ".join("results/" + o for o in r.command.outputs)
+    print(f"  {'*' if r.runnable else ' '} {outputs}: {r.command.text()} ({r.time})")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,8 +13,10 @@ BPE (``data.source="stdlib"``), random windows.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ from flax import nnx
 from anytime import optim
 from anytime.configs import lm as lm_config
 from anytime.lm import data as data_lib
+from anytime.lm import metrics
 from anytime.lm import model as model_lib
 
 
@@ -167,3 +170,31 @@ def fit_slope(widths, values) -> float:
     return float("nan")
   x, y = np.log(np.asarray(widths, float)), np.log(values)
   return float(np.polyfit(x, y, 1)[0])
+
+
+def read_records(path: str, fields: dict) -> list[dict]:
+  """The records of ``path`` (a CSV with a header, or JSON Lines if it ends in ``.jsonl``), each
+  with ``fields`` (name -> type) converted: what a ``--replot`` draws from. ValueError naming the
+  file when it is missing, empty or malformed (a bad line, a missing field, a value that does
+  not convert), raised before anything is written."""
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file (--replot draws from it: run without --replot first)")
+  if path.endswith(".jsonl"):
+    rows, malformed = metrics.read_jsonl_lines(path)
+    if malformed:
+      raise ValueError(f"{path}: line {malformed[0][0]} is not a JSON object")
+  else:
+    with open(path, newline="") as f:
+      rows = list(csv.DictReader(f))
+  if not rows:
+    raise ValueError(f"{path}: no record")
+  out = []
+  for number, row in enumerate(rows, 1):
+    missing = [k for k in fields if row.get(k) is None]
+    if missing:
+      raise ValueError(f"{path}: record {number} has no {', '.join(missing)}")
+    try:
+      out.append({**row, **{k: kind(row[k]) for k, kind in fields.items()}})
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{path}: record {number} is malformed ({e})") from None
+  return out

@@ -18,7 +18,8 @@ a batch of one sequence leaves (docs/mup.md).
     python -m experiments.mup coord_check --out=results/mup
 
 writes coord_check.csv (every measurement), coord_check.json (slopes) and
-coord_check.png.
+coord_check.png; ``--replot`` redraws the figure from the CSV in ``--out`` (seconds, no
+training).
 """
 
 from __future__ import annotations
@@ -114,6 +115,33 @@ def plot(widths, results, path) -> None:
   fig.savefig(path, dpi=110)
 
 
+def replot(out: str) -> None:
+  """Redraws ``out``/coord_check.png from coord_check.csv: the trained sizes per (lr, variant,
+  layer) in the CSV's order, their slopes refitted (coord_check.json's numbers)."""
+  path = os.path.join(out, "coord_check.csv")
+  fields = {"lr": float, "variant": str, "when": str, "layer": str, "width": int, "mean_abs": float}
+  rows = mup_common.read_records(path, fields)
+  widths = list(dict.fromkeys(r["width"] for r in rows))
+  points: dict[float, dict[str, dict[str, list]]] = {}
+  for r in rows:
+    if r["when"] == "trained":
+      per_layer = points.setdefault(r["lr"], {}).setdefault(r["variant"], {})
+      per_layer.setdefault(r["layer"], []).append((r["width"], r["mean_abs"]))
+  variants = [list(per) for per in points.values()]
+  if not points or any(v != variants[0] for v in variants):
+    raise ValueError(f"{path}: no 'trained' rows, or not the same variants at every lr")
+  results = {}
+  for lr, per in points.items():
+    results[lr] = {}
+    for variant, per_layer in per.items():
+      for layer, pts in per_layer.items():
+        if [w for w, _ in pts] != widths:
+          raise ValueError(f"{path}: lr {lr:g} {variant} {layer}: not one value per width {widths}")
+      sizes = {layer: np.asarray([v for _, v in pts]) for layer, pts in per_layer.items()}
+      results[lr][variant] = {"sizes": sizes, "slopes": slopes(widths, sizes)}
+  plot(widths, results, os.path.join(out, "coord_check.png"))
+
+
 def max_abs_slope(slopes_by_layer: dict[str, float]) -> tuple[str, float]:
   """(layer, slope) of the largest |slope|."""
   layer = max(slopes_by_layer, key=lambda k: abs(slopes_by_layer[k]))
@@ -133,7 +161,15 @@ def main(argv=None) -> None:
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq_len", type=int, default=64)
   parser.add_argument("--source", default="stdlib", choices=("stdlib", "synthetic"))
+  parser.add_argument(
+    "--replot",
+    action="store_true",
+    help="redraw coord_check.png from the CSV in --out, no training",
+  )
   args = parser.parse_args(argv)
+  if args.replot:
+    replot(args.out)
+    return
   for flag in ("steps", "seeds", "layers", "heads", "batch", "seq_len"):
     cli.at_least(f"--{flag}", getattr(args, flag), 1)
   ok = all(w >= args.heads and w % args.heads == 0 for w in args.widths)

@@ -16,6 +16,8 @@ For each parameterization it writes per-step losses and |loss - small loss| to
 ``growth.csv``, the maxima to ``growth.json`` and the figure ``growth.png``.
 
     python -m experiments.mup growth --out=results/mup
+
+``--replot`` redraws ``growth.png`` from ``growth.csv`` in ``--out`` (seconds, no training).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from anytime.configs import lm as lm_config
 from anytime.lm import data as data_lib
 from anytime.lm import growth, train
 from anytime.lm import sharding as sharding_lib
+from experiments.mup import common as mup_common
 
 KINDS = ("exact", "naive", "noise")
 
@@ -118,6 +121,32 @@ def plot(results: dict, path: str) -> None:
   fig.savefig(path, dpi=120)
 
 
+def _float32(text: str) -> float:
+  """A loss as the run had it: the float32 that ``growth.csv``'s 7 decimals round (the nearest
+  float32 is the logged one for losses >= 1, where float32's spacing exceeds 1e-7)."""
+  return float(np.float32(text))
+
+
+def replot(out: str) -> None:
+  """Redraws ``out``/growth.png from growth.csv: per parameterization, steps 1, 2, ... in order."""
+  path = os.path.join(out, "growth.csv")
+  columns = ("small", *KINDS)
+  rows = mup_common.read_records(
+    path, {"parameterization": str, "step": int, **dict.fromkeys(columns, _float32)}
+  )
+  losses: dict[str, dict[str, list[float]]] = {}
+  for r in rows:
+    per = losses.setdefault(r["parameterization"], {k: [] for k in columns})
+    if r["step"] != len(per["small"]) + 1:
+      raise ValueError(f"{path}: {r['parameterization']} step {r['step']} is out of order")
+    for k in columns:
+      per[k].append(r[k])
+  plot(
+    {par: {k: np.asarray(v) for k, v in per.items()} for par, per in losses.items()},
+    os.path.join(out, "growth.png"),
+  )
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", default="results/mup")
@@ -130,7 +159,13 @@ def main(argv=None) -> None:
   parser.add_argument("--weight_decay", type=float, default=0.1)
   parser.add_argument("--noise", type=float, default=1e-3, help="x RMS, hidden kernels")
   parser.add_argument("--parameterizations", nargs="+", default=["standard", "mup"])
+  parser.add_argument(
+    "--replot", action="store_true", help="redraw growth.png from the CSV in --out, no training"
+  )
   args = parser.parse_args(argv)
+  if args.replot:
+    replot(args.out)
+    return
   for flag in ("factor", "pre", "steps", "batch"):
     cli.at_least(f"--{flag}", getattr(args, flag), 1)
   for flag in ("lr", "eps"):

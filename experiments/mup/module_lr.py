@@ -14,7 +14,8 @@ tuning over the tuned global LR.
     python -m experiments.mup module_lr --out=results/mup --lr=0.008
 
 Every finished point is appended to ``<out>/module_lr.jsonl`` (resumable);
-``module_lr.json`` holds the summary and ``module_lr.png`` the figure.
+``module_lr.json`` holds the summary and ``module_lr.png`` the figure; ``--replot`` (with the
+run's --width, --lr, --seeds, --groups) redraws the figure from the log alone, no training.
 """
 
 from __future__ import annotations
@@ -78,6 +79,42 @@ def best_multiplier(mults, losses) -> float:
   return float(2.0 ** np.clip(-b / (2 * a), x.min(), x.max()))
 
 
+def sweep(loss, groups):
+  """(base, per_group, best, combined): ``loss(multipliers)`` at multiplier 1, at each group's
+  :data:`MULTIPLIERS` ({group: {multiplier: loss}}), each group's best multiplier, and all
+  groups at their best, asked in that order."""
+  base = loss({})
+  per_group = {}
+  for group, mult in itertools.product(groups, MULTIPLIERS):
+    value = base if mult == 1.0 else loss({group: mult})
+    per_group.setdefault(group, {})[mult] = value
+  best = {g: best_multiplier(list(v), list(v.values())) for g, v in per_group.items()}
+  return base, per_group, best, loss(best)
+
+
+def replot(args) -> None:
+  """Redraws ``--out``/module_lr.png from module_lr.jsonl's points at --width and --lr."""
+  path = os.path.join(args.out, "module_lr.jsonl")
+  fields = {"setting": str, "seed": int, "width": int, "lr": float, "val_loss": float}
+  done = {
+    (r["setting"], r["seed"]): r["val_loss"]
+    for r in mup_common.read_records(path, fields)
+    if (r["width"], r["lr"]) == (args.width, args.lr)
+  }
+
+  def loss(multipliers) -> float:
+    key = _key(multipliers)
+    missing = [seed for seed in args.seeds if (key, seed) not in done]
+    if missing:
+      raise ValueError(
+        f"{path}: no point {key!r} for seed(s) {missing} at --width={args.width} --lr={args.lr:g}"
+      )
+    return float(np.mean([done[(key, seed)] for seed in args.seeds]))
+
+  base, per_group, _, combined = sweep(loss, args.groups)
+  plot(per_group, base, combined, os.path.join(args.out, "module_lr.png"))
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", default="results/mup")
@@ -87,6 +124,9 @@ def main(argv=None) -> None:
   parser.add_argument("--eval_batches", type=int, default=16)
   parser.add_argument("--groups", nargs="+", default=list(optim.PARAM_GROUPS))
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+  parser.add_argument(
+    "--replot", action="store_true", help="redraw module_lr.png from the log in --out, no training"
+  )
   args = parser.parse_args(argv)
   cli.one_of("--groups", args.groups, optim.PARAM_GROUPS)
   heads = mup_common.Setup().heads
@@ -96,6 +136,9 @@ def main(argv=None) -> None:
   for flag in ("steps", "eval_batches"):
     cli.at_least(f"--{flag}", getattr(args, flag), 1)
   cli.at_least("--seeds", args.seeds, 0)
+  if args.replot:
+    replot(args)
+    return
   cli.output_dir("--out", args.out)
   setup = mup_common.Setup()
   log_path = os.path.join(args.out, "module_lr.jsonl")
@@ -121,13 +164,7 @@ def main(argv=None) -> None:
     return float(np.mean(values))
 
   start = time.time()
-  base = loss({})
-  per_group = {}
-  for group, mult in itertools.product(args.groups, MULTIPLIERS):
-    value = base if mult == 1.0 else loss({group: mult})
-    per_group.setdefault(group, {})[mult] = value
-  best = {g: best_multiplier(list(v), list(v.values())) for g, v in per_group.items()}
-  combined = loss(best)
+  base, per_group, best, combined = sweep(loss, args.groups)
   summary = {
     "width": args.width,
     "lr": args.lr,
