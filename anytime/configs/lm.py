@@ -3,7 +3,7 @@
 The argument is a comma-separated list of ``key=value`` presets (all optional):
 
   model     one of PRESETS: 150m, 300m (the reference, docs/design.md section 5), or a CPU
-            miniature: tiny (tests), nano, 1m, 5m, 15m
+            miniature: tiny (tests), micro (Figure 2 in miniature), nano, 1m, 5m, 15m
   schedule  constant | inverse_sqrt | polynomial | cosine | wsd | linear_decay
   horizon   run length, in Chinchilla multiples (or in steps with unit=steps)
   unit      chinchilla | steps
@@ -20,7 +20,7 @@ import ml_collections
 
 # Architecture presets. vocab_size 0: taken from the data (anytime.lm.data.vocab_size).
 # Non-embedding params (12 * d^2 * layers + norms): 150m 151.0M, 300m 302.1M,
-# 15m 14.2M, 5m 4.7M, 1m 0.79M, nano 0.39M, tiny 25k.
+# 15m 14.2M, 5m 4.7M, 1m 0.79M, nano 0.39M, micro 55.6k, tiny 25k.
 PRESETS = {
   "150m": dict(
     d_model=1024, num_layers=12, num_heads=16, mlp_dim=4096, vocab_size=32128, seq_len=1024
@@ -32,6 +32,9 @@ PRESETS = {
   "5m": dict(d_model=256, num_layers=6, num_heads=4, mlp_dim=1024, vocab_size=0, seq_len=256),
   "1m": dict(d_model=128, num_layers=4, num_heads=4, mlp_dim=512, vocab_size=0, seq_len=128),
   "nano": dict(d_model=128, num_layers=2, num_heads=4, mlp_dim=512, vocab_size=0, seq_len=128),
+  # The Figure-2 miniature (sweep fig2): small enough that 32x Chinchilla (35.6M tokens) is
+  # under one epoch of the natural-text corpus (anytime.lm.natural_corpus, 50.4M tokens).
+  "micro": dict(d_model=48, num_layers=2, num_heads=2, mlp_dim=192, vocab_size=0, seq_len=128),
   "tiny": dict(d_model=32, num_layers=2, num_heads=2, mlp_dim=64, vocab_size=0, seq_len=16),
 }
 
@@ -43,13 +46,17 @@ RUN_PRESETS = {
   "5m": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=200, dtype="float32"),
   "1m": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=100, dtype="float32"),
   "nano": dict(batch_size=32, steps_per_chinchilla=0, warmup_steps=50, dtype="float32"),
+  # 270 steps x 4,096 tokens = 1.106M = 19.9 tokens per non-embedding param; warmup 40% of 1x
+  # as the paper's 5000 of 12,500; 270 is a multiple of 10, so WSD's 90% branch is a step.
+  "micro": dict(batch_size=32, steps_per_chinchilla=270, warmup_steps=108, dtype="float32"),
   "tiny": dict(batch_size=8, steps_per_chinchilla=0, warmup_steps=2, dtype="float32"),
 }
 
 
 # The reference paper's model and evaluation protocol (its code: github.com/alexandrumeterez/
 # anytime-training, configs/kempner/base-c4-t5.yaml, olmo/model.py, olmo/train.py), applied to
-# the 150m and 300m presets. The CPU miniatures keep the previous choices (normal 0.02 init,
+# the 150m and 300m presets; its architecture and init (not its evaluation) also to micro, the
+# Figure-2 miniature. The other CPU miniatures keep the previous choices (normal 0.02 init,
 # tanh GELU, eps 1e-6) so the committed results/mini and laws studies re-run unchanged.
 PAPER_PROTOCOL = dict(
   init="mitchell",  # OLMo init_fn: mitchell (fan-in stds, 3-sigma truncation)
@@ -61,6 +68,7 @@ PAPER_PROTOCOL = dict(
   eval_round=100,  # ... each rounded down to a multiple of 100 steps
 )
 PAPER_MODELS = ("150m", "300m")
+PAPER_ARCH_MODELS = (*PAPER_MODELS, "micro")  # init, GELU and norm eps of the paper
 
 
 def _parse(arg: str) -> dict[str, str]:
@@ -105,14 +113,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   cfg.model.dtype = args.get("dtype", run["dtype"])
   cfg.model.rope_base = 10_000.0  # RoPE base frequency
   paper = name in PAPER_MODELS
+  paper_arch = name in PAPER_ARCH_MODELS
   # Weight init: normal (N(0, init_std^2), output projections / sqrt(2 layers)) | mitchell
   # (the paper's OLMo init: 1/sqrt(fan_in) stds, outputs 1/sqrt(2 fan_in (layer + 1)), cut at
   # 3 std; anytime/lm/model.py). mitchell ignores init_std.
-  cfg.model.init = PAPER_PROTOCOL["init"] if paper else "normal"
+  cfg.model.init = PAPER_PROTOCOL["init"] if paper_arch else "normal"
   cfg.model.init_std = 0.02  # std of the normal init (output projections / sqrt(2 layers))
   # GELU form: True = tanh approximation, False = exact erf (the paper's).
-  cfg.model.gelu_approximate = PAPER_PROTOCOL["gelu_approximate"] if paper else True
-  cfg.model.norm_eps = PAPER_PROTOCOL["norm_eps"] if paper else 1e-6  # layer-norm epsilon
+  cfg.model.gelu_approximate = PAPER_PROTOCOL["gelu_approximate"] if paper_arch else True
+  cfg.model.norm_eps = PAPER_PROTOCOL["norm_eps"] if paper_arch else 1e-6  # layer-norm epsilon
   cfg.model.remat = False  # recompute block activations in the backward pass (saves memory)
   # With remat: full (keep nothing of a block, ~4/3 of the ideal FLOPs) | dots (keep the 2-D
   # projections' outputs, rerun attention and elementwise ops only; more memory).
