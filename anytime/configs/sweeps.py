@@ -1,4 +1,4 @@
-"""Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"mini"`` or ``"smoke"``.
+"""Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"fig2"``, ``"mini"``, ``"demo"``, ``"smoke"``.
 
 A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (docs/design.md
 section 5). ``anytime/sweeps/launch.py`` expands it into runs of configs/lm.py and
@@ -29,7 +29,7 @@ import ml_collections
 
 # Proportional-EMA averages of the paper (anytime.averaging.proportional_ema(gamma)).
 PAPER_AVERAGES = ("pema6.25", "pema12.5", "pema25", "pema50", "pema100")
-SWEEPS = ("150m", "300m", "mini", "demo", "smoke")
+SWEEPS = ("150m", "300m", "fig2", "mini", "demo", "smoke")
 
 
 def _method(lrs, b2s, enabled=True) -> ml_collections.ConfigDict:
@@ -67,10 +67,18 @@ def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDic
   # branch is made at every horizon its constant run reaches.
   s.wsd = _method(lrs, b2s)
   s.wsd.branch_fraction = 0.9  # branch at this fraction of each horizon, decay over the rest
-  s.wsd.shape = "linear"  # decay shape: linear | sqrt | cosine (to 0.1x peak)
+  # Cooldown shapes, each a set of branches (to 0.1x peak): linear (method "wsd") | sqrt
+  # (1 - sqrt, "wsd_sqrt") | cosine ("wsd_cosine").
+  s.wsd.shapes = ("linear",)
 
   s.schedule_free = _method(lrs, b2s)
   s.schedule_free.b1 = 0.9  # Schedule-Free interpolation (optax.contrib's b1)
+
+  # Horizon-bound baselines decayed to 0 instead of 0.1x peak (cosine_zero, linear_zero), at a
+  # few horizons: does the cosine floor explain a gap?
+  s.to_zero = _method(lrs, b2s, enabled=False)
+  s.to_zero.horizons = ()  # Chinchilla multiples, some of horizons
+  s.to_zero.schedules = ("cosine", "linear_decay")  # cosine_zero, linear_zero
 
   s.noise = ml_collections.ConfigDict()
   s.noise.seeds = ()  # extra seeds for the runs below (empty: no seed repeats)
@@ -143,6 +151,45 @@ def _mini() -> ml_collections.ConfigDict:
   return s
 
 
+def _fig2() -> ml_collections.ConfigDict:
+  """Figure 2 in miniature (issue #30; docs/sweeps.md, "fig2"): the paper's protocol on the
+  micro preset (55.6k non-embedding params, the paper's init and architecture) and the offline
+  natural-text corpus (python -m anytime.lm.natural_corpus; 32x = 35.4M tokens = 0.70 epochs).
+
+  Stated before the runs (the Figure-2 rule): the one constant trajectory is the constant run
+  and EMA (lr, gamma in 12.5 / 25 / 50) with the lowest mean over the six horizons of its loss
+  minus the tuned cosine loss of that horizon (seed 0); the one inverse-sqrt trajectory
+  likewise over (lr, offset, gamma). Every other column is tuned per horizon. The headline
+  configurations (tuned cosine per horizon, the two trajectories) are then repeated with
+  seeds 1 and 2, paired (same init and data order across methods for a seed).
+
+  Grid: peak LRs on the sqrt(2) grid around a 1x cosine probe (0.016 / 0.032 / 0.045 gave
+  5.130 / 5.074 / 5.114 nats), extended by --bracket until every selected LR is interior.
+  """
+  s = _base("fig2", "micro", (1, 2, 4, 8, 16, 32), lrs=(0.0113, 0.016, 0.0226), b2s=(0.95,))
+  s.lm_overrides = (
+    "data.source=tokens",  # the corpus' rows: --set data.path=OUT/rows when launching
+    "eval_points=0",  # evaluate at the horizons (and WSD branch points) only ...
+    "eval_batch_size=216",  # ... on the whole validation split: 216 x 31 = 6,696 rows of
+    "eval_batches=31",  # 128 tokens = 857,088 tokens, every held-out document
+    "checkpoint_every=1000",
+    "log_every=100",
+  )
+  s.averages = ("pema12.5", "pema25", "pema50")
+  s.main_average = "pema25"
+  s.cosine.lrs = (0.016, 0.0226, 0.032)
+  s.cosine.extra_lrs = (0.045,)  # the 1x probe's right neighbour, at the short horizons
+  s.cosine.extra_lrs_max_horizon = 2.0
+  s.inverse_sqrt.lrs = (0.016, 0.0226, 0.032)
+  s.inverse_sqrt.offsets = (1080.0,)  # 4x Chinchilla, as the paper's best 51.2k ~ 4.1 x 12.5k
+  s.wsd.shapes = ("linear", "sqrt")
+  s.schedule_free.lrs = (0.016, 0.0226)
+  s.to_zero.enabled = True
+  s.to_zero.horizons = (1.0, 4.0)
+  s.to_zero.lrs = (0.0226, 0.032)
+  return s
+
+
 def _demo() -> ml_collections.ConfigDict:
   """`make demo`'s LM part: the mini comparison shrunk to a few minutes, fixed peak LRs."""
   s = _base("demo", "nano", (1, 2, 4), lrs=(1e-2,), b2s=(0.95,))
@@ -198,6 +245,8 @@ def get_config(arg: str = "150m") -> ml_collections.ConfigDict:
     return _paper(arg)
   if arg == "mini":
     return _mini()
+  if arg == "fig2":
+    return _fig2()
   if arg == "demo":
     return _demo()
   if arg == "smoke":

@@ -101,7 +101,7 @@ def parse(data, sweep, path: str = FILE) -> list[Point]:
     if not isinstance(item, dict) or set(item) - {"method", "lr", "offset", "horizon"}:
       raise ValueError(f"{path}: point {item!r} is invalid: expected method, lr|offset, horizon.")
     m = item.get("method")
-    if m not in sc.METHODS or not sweep[m].enabled:
+    if m not in sc.RUN_METHODS or not sweep[sc.section(m)].enabled:
       raise ValueError(f"{path}: point {item!r}: method must be an enabled method of the sweep.")
     if ("lr" in item) == ("offset" in item) or ("offset" in item and m != "inverse_sqrt"):
       raise ValueError(f"{path}: point {item!r}: expected an lr, or an offset of inverse_sqrt.")
@@ -141,7 +141,8 @@ def write(root: str, sweep, points) -> str:
 
 
 def _lrs(s, method) -> tuple:
-  return tuple(s[method].lrs) + tuple(s[method].get("extra_lrs", ()))
+  sec = s[sc.section(method)]
+  return tuple(sec.lrs) + tuple(sec.get("extra_lrs", ()))
 
 
 def present(s, p: Point) -> bool:
@@ -167,8 +168,9 @@ def apply(sweep, points):
     elif p.method == "cosine":
       s.cosine.horizon_lrs = (*tuple(s.cosine.get("horizon_lrs", ())), (p.horizon, p.lr))
     else:
-      s[p.method].lrs = (*s[p.method].lrs, p.lr)
-    if p.method == "wsd" and p.lr not in _lrs(s, "constant"):
+      sec = s[sc.section(p.method)]
+      sec.lrs = (*sec.lrs, p.lr)
+    if sc.section(p.method) == "wsd" and p.lr not in _lrs(s, "constant"):
       s.constant.lrs = (*s.constant.lrs, p.lr)  # the branches' parent run
   return s
 
@@ -233,6 +235,8 @@ def status(sweep, runs, root: str) -> list[Row]:
     waiting = any(states[r.name] != "done" for r in own)
     axes = ("lr", "offset") if v.method == "inverse_sqrt" else ("lr",)
     for h in sweep.horizons:
+      if not any(report._step(r, h) is not None for r in own):
+        continue  # the method does not run to this horizon (e.g. to_zero's few horizons)
       if waiting:
         rows += [Row(v.label, v.method, h, a, None, None, None, "waiting", ()) for a in axes]
         continue

@@ -39,8 +39,41 @@ from anytime.sweeps.runlogs import (  # noqa: F401
 
 # The shipped configs (anytime/configs), found from the installed package, not from a checkout.
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-METHODS = ("cosine", "constant", "inverse_sqrt", "wsd", "schedule_free")
+# The sweep's sections (each has enabled, lrs, b2s).
+METHODS = ("cosine", "constant", "inverse_sqrt", "wsd", "schedule_free", "to_zero")
+# The runs' methods: a WSD branch is "wsd" (linear cooldown) or "wsd_<shape>"; the to_zero section
+# runs cosine and linear decay to 0 ("cosine_zero", "linear_zero") at a few horizons.
+RUN_METHODS = (
+  "cosine", "constant", "inverse_sqrt", "wsd", "wsd_sqrt", "wsd_cosine", "schedule_free",
+  "cosine_zero", "linear_zero",
+)  # fmt: skip
+SECTION = {
+  "wsd_sqrt": "wsd",
+  "wsd_cosine": "wsd",
+  "cosine_zero": "to_zero",
+  "linear_zero": "to_zero",
+}
+SCHEDULE = {
+  "wsd_sqrt": "wsd",
+  "wsd_cosine": "wsd",
+  "cosine_zero": "cosine",
+  "linear_zero": "linear_decay",
+}
+TO_ZERO = {"cosine": "cosine_zero", "linear_decay": "linear_zero"}  # to_zero.schedules -> method
 ANYTIME_METHODS = ("constant", "inverse_sqrt", "schedule_free")  # one run covers every horizon
+# Scored only at the run's own end (every LR depends on the horizon).
+HORIZON_BOUND_METHODS = tuple(m for m in RUN_METHODS if m not in ANYTIME_METHODS)
+
+
+def section(method: str) -> str:
+  """The sweep section a run method's grid lives in (``wsd_sqrt`` -> ``wsd``)."""
+  return SECTION.get(method, method)
+
+
+def wsd_method(shape: str) -> str:
+  return "wsd" if shape == "linear" else f"wsd_{shape}"
+
+
 # The eval-log loss key of Schedule-Free's eval params (the trainer must write it; see
 # docs/sweeps.md). Every other method is scored on "raw" and on its averages.
 SCHEDULE_FREE_KEY = "schedule_free"
@@ -146,8 +179,15 @@ def validate_sweep(s) -> None:
         _fail(f"wsd.{field}", s.wsd[field], f"a subset of constant.{field} {parents[field]}")
     if not 0 < s.wsd.branch_fraction < 1:
       _fail("wsd.branch_fraction", s.wsd.branch_fraction, "in (0, 1)")
-    if s.wsd.shape not in schedules.WSD_SHAPES:
-      _fail("wsd.shape", s.wsd.shape, f"one of {schedules.WSD_SHAPES}")
+    shapes = tuple(s.wsd.shapes)
+    if not shapes or len(set(shapes)) < len(shapes) or set(shapes) - set(schedules.WSD_SHAPES):
+      _fail("wsd.shapes", shapes, f"distinct values of {schedules.WSD_SHAPES}, at least one")
+  if s.to_zero.enabled:
+    if not s.to_zero.horizons or set(s.to_zero.horizons) - set(s.horizons):
+      _fail("to_zero.horizons", s.to_zero.horizons, f"some of sweep.horizons={s.horizons}")
+    allowed = tuple(TO_ZERO)
+    if not s.to_zero.schedules or set(s.to_zero.schedules) - set(allowed):
+      _fail("to_zero.schedules", s.to_zero.schedules, f"some of {allowed}")
   _validate_noise(s, enabled)
 
 
@@ -162,8 +202,8 @@ def _validate_noise(s, enabled) -> None:
     if h not in s.horizons:
       _fail("noise.horizons", n.horizons, f"each one of sweep.horizons={s.horizons}")
   for m in n.methods:
-    if m not in enabled or m == "wsd":
-      allowed = tuple(x for x in enabled if x != "wsd")
+    if m not in enabled or m in ("wsd", "to_zero"):
+      allowed = tuple(x for x in enabled if x not in ("wsd", "to_zero"))
       _fail("noise.methods", n.methods, f"each one of the enabled methods {allowed}")
     if n.lr not in tuple(s[m].lrs) + (tuple(s.cosine.extra_lrs) if m == "cosine" else ()):
       _fail("noise.lr", n.lr, f"one of {m}.lrs={s[m].lrs}")
@@ -180,7 +220,7 @@ class Run:
   """One trainer invocation of a sweep."""
 
   name: str  # stable, unique in the sweep; its workdir is <root>/<name>
-  method: str  # one of METHODS
+  method: str  # one of RUN_METHODS
   horizon: float  # the run's length in Chinchilla multiples
   lr: float
   b2: float
@@ -302,7 +342,8 @@ def _plan(lm_arg: str, overrides: tuple, method: str):
 
 
 def _run(s, method, horizon, lr, b2, seed, *, offset=None, extra=(), parent=None, branch=None):
-  lm_arg = f"model={s.model},schedule={method},horizon={_fmt(horizon)},lr={lr!r},b2={b2!r}"
+  schedule = SCHEDULE.get(method, method)
+  lm_arg = f"model={s.model},schedule={schedule},horizon={_fmt(horizon)},lr={lr!r},b2={b2!r}"
   lm_arg += f",seed={seed}"
   overrides = tuple((k, _resolve(v)) for k, v in map(parse_override, s.lm_overrides))
   overrides += tuple(extra)
@@ -406,7 +447,7 @@ def expand(s) -> list[Run]:
           seeds = seeds_for("inverse_sqrt", longest, lr, b2) if off == top else s.seeds
           for seed in seeds:
             runs.append(_run(s, "inverse_sqrt", longest, lr, b2, seed, offset=off, extra=extra))
-  if s.wsd.enabled:
+  for shape in tuple(s.wsd.shapes) if s.wsd.enabled else ():
     for h in s.horizons:
       for lr in s.wsd.lrs:
         if h > _constant_horizon(s, lr):
@@ -418,12 +459,12 @@ def expand(s) -> list[Run]:
               ("horizons", _tuple([h])),
               averages,  # the branch restores the parent's state, averages included
               ("opt.wsd_decay_fraction", _fmt(1 - s.wsd.branch_fraction)),
-              ("opt.wsd_shape", s.wsd.shape),
+              ("opt.wsd_shape", shape),
               ("init_from", parent),
             ]
             runs.append(
               _run(
-                s, "wsd", h, lr, b2, seed, extra=extra, parent=parent,
+                s, wsd_method(shape), h, lr, b2, seed, extra=extra, parent=parent,
                 branch=h * s.wsd.branch_fraction,
               )
             )  # fmt: skip
@@ -434,6 +475,18 @@ def expand(s) -> list[Run]:
       for b2 in s.schedule_free.b2s:
         for seed in seeds_for("schedule_free", longest, lr, b2):
           runs.append(_run(s, "schedule_free", longest, lr, b2, seed, extra=extra))
+  if s.to_zero.enabled:
+    for h in s.to_zero.horizons:
+      for schedule in s.to_zero.schedules:
+        extra = [
+          ("horizons", _tuple(x for x in s.horizons if x <= h)),
+          ("opt.averages", "()"),
+          ("opt.final_lr_fraction", "0"),  # to zero, not to 0.1x peak
+        ]
+        for lr in s.to_zero.lrs:
+          for b2 in s.to_zero.b2s:
+            for seed in s.seeds:
+              runs.append(_run(s, TO_ZERO[schedule], h, lr, b2, seed, extra=extra))
   names = [r.name for r in runs]
   if len(set(names)) != len(names):
     dup = sorted({n for n in names if names.count(n) > 1})

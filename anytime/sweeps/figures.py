@@ -53,9 +53,11 @@ def _gamma(key: str) -> float:
     return math.inf
 
 
-def wsd_label(sweep) -> str:
+def wsd_label(sweep, method: str = "wsd") -> str:
   cooldown = round(100 * (1 - float(sweep.wsd.branch_fraction)))
-  return f"WSD, {sweep.wsd.shape} cooldown {cooldown}%"
+  shape = "linear" if method == "wsd" else method.removeprefix("wsd_")
+  shape = "1-sqrt" if shape == "sqrt" else shape
+  return f"WSD, {shape} cooldown {cooldown}%"
 
 
 def method_label(method: str, sweep) -> str:
@@ -63,6 +65,10 @@ def method_label(method: str, sweep) -> str:
     "constant": "constant LR",
     "inverse_sqrt": "inverse-sqrt LR",
     "wsd": wsd_label(sweep),
+    "wsd_sqrt": wsd_label(sweep, "wsd_sqrt"),
+    "wsd_cosine": wsd_label(sweep, "wsd_cosine"),
+    "cosine_zero": "cosine to 0",
+    "linear_zero": "linear to 0",
     "schedule_free": "Schedule-Free AdamW",
     "cosine": "cosine",
   }.get(method, method)
@@ -153,17 +159,19 @@ def _wsd_branches(ax, run, results, sweep) -> None:
   if run is None or run.method != "constant":
     return
   parent = next((log for r, log in results if r.name == run.name), None)
-  first = True
+  labelled = set()
   for branch, log in results:
-    if branch.method != "wsd" or branch.parent != run.name or parent is None:
+    if sc.section(branch.method) != "wsd" or branch.parent != run.name or parent is None:
       continue
     t, y = log.curve("raw")
     start = parent.loss(branch.parent_step, "raw")
     if start is not None:
       t, y = [branch.parent_step * branch.tokens_per_step, *t], [start, *y]
-    label = f"{wsd_label(sweep)} (branches of this run)" if first else None
-    ax.plot(t, y, "-", color="C3", lw=1.6, marker=".", ms=5, label=label)
-    first = False
+    method = branch.method
+    label = None if method in labelled else f"{wsd_label(sweep, method)} (branches of this run)"
+    color = "C3" if method == "wsd" else ("C1" if method == "wsd_sqrt" else "C5")
+    ax.plot(t, y, "-", color=color, lw=1.6, marker=".", ms=5, label=label)
+    labelled.add(method)
 
 
 def _legend(ax, **kw) -> None:

@@ -82,10 +82,15 @@ def variants(sweep) -> list[Variant]:
       Variant("inverse-sqrt+EMA (tuned)", "inverse_sqrt", avg),
       Variant(f"inverse-sqrt+EMA{gamma}", "inverse_sqrt", (main,), "delta_inverse_sqrt_ema25"),
     ]
-  if sweep.wsd.enabled:
-    out.append(Variant("WSD (last iterate)", "wsd", ("raw",), "delta_wsd_last_iterate"))
+  for shape in tuple(sweep.wsd.shapes) if sweep.wsd.enabled else ():
+    name = "WSD" if shape == "linear" else f"WSD {shape}"
+    ref = "delta_wsd_last_iterate" if shape == "linear" else ""
+    out.append(Variant(f"{name} (last iterate)", sc.wsd_method(shape), ("raw",), ref))
   if sweep.schedule_free.enabled:
     out.append(Variant("Schedule-Free", "schedule_free", (sc.SCHEDULE_FREE_KEY,)))
+  for schedule in tuple(sweep.to_zero.schedules) if sweep.to_zero.enabled else ():
+    method = sc.TO_ZERO[schedule]
+    out.append(Variant(f"{method.replace('_zero', '')} to 0 (tuned)", method, ("raw",)))
   return out
 
 
@@ -98,7 +103,7 @@ COSINE = Variant("cosine (tuned)", "cosine", ("raw",), "cosine_loss")
 
 def _step(run: sc.Run, horizon: float) -> int | None:
   """The step of ``run`` at which ``horizon`` is scored, or None if the run does not cover it."""
-  if run.method in ("cosine", "wsd"):  # horizon-bound: only the run's own end
+  if run.method in sc.HORIZON_BOUND_METHODS:  # only the run's own end
     return run.total_steps if run.horizon == horizon else None
   step = round(horizon * run.steps_per_chinchilla)
   return step if step <= run.total_steps else None
@@ -183,8 +188,8 @@ def noise(results, sweep) -> list[Noise]:
   """Every (configuration, key, horizon) evaluated with >= 2 seeds."""
   seeds = tuple(sweep.seeds) + tuple(sweep.noise.seeds)
   out = []
-  for method in sc.METHODS:
-    keys = ("raw",) if method in ("cosine", "wsd") else ("raw", sweep.main_average)
+  for method in sc.RUN_METHODS:
+    keys = ("raw",) if method in sc.HORIZON_BOUND_METHODS else ("raw", sweep.main_average)
     if method == "schedule_free":
       keys = (sc.SCHEDULE_FREE_KEY,)
     for h in sweep.horizons:
@@ -209,15 +214,16 @@ def compute(runs, sweep) -> list[dict]:
     return sum(r.train_flops for r in rs)
 
   out = []
-  for method in sc.METHODS:
+  for method in sc.RUN_METHODS:
     own = [r for r in primary if r.method == method]
     if not own:
       continue
-    charged = own + ([r for r in primary if r.method == "constant"] if method == "wsd" else [])
+    wsd = sc.section(method) == "wsd"
+    charged = own + ([r for r in primary if r.method == "constant"] if wsd else [])
     one = [r for r in own if r.seed == seed0]
     key = (one[0].lr, one[0].b2, one[0].offset)
     one = [r for r in one if (r.lr, r.b2, r.offset) == key]
-    if method == "wsd":
+    if wsd:
       one += [r for r in primary if r.method == "constant" and (r.lr, r.b2) == key[:2]][:1]
     out.append(
       {

@@ -33,6 +33,9 @@ def eval_steps(run: dict) -> list[int]:
 
 def main(argv) -> int:
   workdir = _flags(argv)["workdir"]
+  if hasattr(os, "sched_getaffinity"):  # the cores the launcher pinned this run to
+    with open(os.path.join(workdir, "cores.txt"), "w") as f:
+      f.write(",".join(map(str, sorted(os.sched_getaffinity(0)))))
   with open(os.path.join(workdir, "run.json")) as f:
     run = json.load(f)
   path = os.path.join(workdir, "eval.jsonl")

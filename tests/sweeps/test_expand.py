@@ -12,7 +12,8 @@ def paper_runs():
 
 
 def test_150m_grid_counts_tokens_flops_and_hours_by_hand(paper_runs):
-  by = {m: [r for r in paper_runs if r.method == m] for m in sc.METHODS}
+  by = {m: [r for r in paper_runs if r.method == m] for m in sc.RUN_METHODS}
+  by = {m: runs for m, runs in by.items() if runs}
   # The paper's grids (configs/kempner/sweeps of its code): cosine 6 horizons x 3 lrs x 3 b2s
   # + 1e-2 at 1-8x x 3 b2s; constant 3 lrs x 3 b2s to 32x + 1e-2 x 3 b2s to 8x; inverse-sqrt
   # 3 lrs x b2 {.98, .99} x 3 offsets; WSD {1e-3, 3e-3} x 3 b2s x 6 horizons + 1e-2 x 3 x 4.
@@ -108,7 +109,13 @@ def _smoke(**changes):
     ({"constant__b2s": (1.0,)}, r"sweep.constant.b2s=\(1.0,\) is invalid: AdamW beta2"),
     ({"cosine__enabled": False}, r"sweep.cosine.enabled=False .* tuned cosine"),
     ({"wsd__lrs": (0.5,)}, r"sweep.wsd.lrs=\(0.5,\) is invalid: a subset of constant.lrs"),
-    ({"wsd__shape": "step"}, r"sweep.wsd.shape='step' is invalid: one of \('linear'"),
+    ({"wsd__shapes": ("step",)}, r"sweep.wsd.shapes=\('step',\) is invalid: distinct values"),
+    ({"wsd__shapes": ("sqrt", "sqrt")}, r"sweep.wsd.shapes=.* distinct values of \('linear'"),
+    ({"to_zero__enabled": True}, r"sweep.to_zero.horizons=\(\) is invalid: some of sweep"),
+    (
+      {"to_zero__enabled": True, "to_zero__horizons": (1,), "to_zero__schedules": ("wsd",)},
+      r"sweep.to_zero.schedules=\('wsd',\) is invalid: some of \('cosine', 'linear_decay'\)",
+    ),
     ({"wsd__branch_fraction": 1.0}, r"sweep.wsd.branch_fraction=1.0 is invalid: in \(0, 1\)"),
     ({"averages": ("pema25", "avg")}, r"sweep.averages=.*'avg'"),
     ({"main_average": "pema50"}, r"sweep.main_average='pema50' is invalid: one of sweep"),
@@ -159,3 +166,33 @@ def test_demo_sweep_is_the_comparison_in_small():
   assert all(r.parent == "constant_h4_lr0.003_b0.95_s0" for r in runs if r.method == "wsd")
   # Small enough for a laptop in minutes: under 6M trained tokens in all.
   assert sum(r.trained_tokens for r in runs) < 6_000_000
+
+
+def test_wsd_shapes_and_to_zero_runs():
+  s = _smoke(wsd__shapes=("linear", "sqrt"), to_zero__enabled=True, to_zero__horizons=(2,))
+  runs = {r.name: r for r in sc.expand(s)}
+  lin, sqrt = runs["wsd_h2_lr0.003_b0.95_s0"], runs["wsd_sqrt_h2_lr0.003_b0.95_s0"]
+  # Both shapes branch from the same constant run at the same step; only the shape differs.
+  assert (lin.parent, lin.start_step) == (sqrt.parent, sqrt.start_step)
+  assert dict(sqrt.overrides)["opt.wsd_shape"] == "sqrt" and "schedule=wsd," in sqrt.lm_arg
+  assert dict(lin.overrides)["opt.wsd_shape"] == "linear"
+  for name, schedule in (("cosine_zero", "cosine"), ("linear_zero", "linear_decay")):
+    run = runs[f"{name}_h2_lr0.003_b0.95_s0"]
+    cfg = sc.lm_config(run.lm_arg, run.overrides)
+    assert (cfg.opt.schedule, cfg.opt.final_lr_fraction, run.horizon) == (schedule, 0.0, 2.0)
+    # Same length as the cosine run of that horizon (to 0.1x): only the floor differs.
+    assert run.total_steps == runs["cosine_h2_lr0.003_b0.95_s0"].total_steps
+  assert not any(n.startswith(("cosine_zero_h1", "linear_zero_h1")) for n in runs)
+
+
+def test_report_scores_the_new_methods_at_their_own_end_only():
+  from anytime.sweeps import report
+
+  s = _smoke(wsd__shapes=("linear", "sqrt"), to_zero__enabled=True, to_zero__horizons=(2,))
+  runs = {r.name: r for r in sc.expand(s)}
+  labels = {v.label: v.method for v in report.variants(s)}
+  assert labels["WSD sqrt (last iterate)"] == "wsd_sqrt"
+  assert labels["cosine to 0 (tuned)"] == "cosine_zero"
+  assert labels["linear to 0 (tuned)"] == "linear_zero"
+  zero = runs["cosine_zero_h2_lr0.003_b0.95_s0"]
+  assert report._step(zero, 2) == zero.total_steps and report._step(zero, 1) is None

@@ -174,3 +174,44 @@ def test_dry_listing_of_the_smoke_sweep_by_hand(runs, capsys):
   runnable = (140 + 40 + 40 + 6 + 40) * 128  # every run, Schedule-Free included
   out = capsys.readouterr().out
   assert f"at 128 tokens/s (one job): {runnable / 128 / 3600:.2f} h of training for the 10" in out
+
+
+def test_core_slots_split_the_cores_between_jobs(monkeypatch):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+  assert sweep.core_slots(2, "auto") == [(0, 1), (2, 3)]
+  assert sweep.core_slots(4, "on") == [(0,), (1,), (2,), (3,)]
+  assert sweep.core_slots(1, "auto") is None and sweep.core_slots(5, "auto") is None
+  assert sweep.core_slots(2, "off") is None
+  with pytest.raises(ValueError, match=r"--pin=on with --jobs=5: only 4 core\(s\)"):
+    sweep.core_slots(5, "on")
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda p: ())(0)) < 2, reason="1 core")
+def test_pinned_jobs_each_run_on_their_own_core(runs, tmp_path):
+  root = str(tmp_path)
+  env = {**os.environ, "FAKE_CRASH": ""}
+  outcome = sweep.run_local(
+    runs, root, jobs=2, python=sys.executable, module=FAKE, env=env, poll=0.02, log=print,
+    pin="on",
+  )  # fmt: skip
+  assert not outcome["failed"]
+  slots = {",".join(map(str, c)) for c in sweep.core_slots(2, "on")}
+  seen = {(tmp_path / n / "cores.txt").read_text() for n in outcome["done"]}
+  assert seen <= slots and len(seen) == 2  # both slots used, never all cores
+
+
+def test_set_reaches_every_run_and_a_bad_field_is_named(tmp_path):
+  root = tmp_path / "root"
+  with pytest.raises(ValueError, match=r"sweep.lm_overrides='nosuch=1' .* no field 'nosuch'"):
+    sweep.main(["--sweep=smoke", f"--root={root}", "--print", "--set", "nosuch=1"])
+  assert not root.exists()
+  s = sc.load_sweep("smoke")
+  s.lm_overrides = (*s.lm_overrides, "opt.clip=0.5")
+  assert all(dict(r.overrides)["opt.clip"] == "0.5" for r in sc.expand(s))
+
+
+def test_fig2_without_its_data_is_refused_before_writing(tmp_path):
+  root = tmp_path / "root"
+  with pytest.raises(ValueError, match=r"data.path='' is invalid: source \"tokens\" needs"):
+    sweep.main(["--sweep=fig2", f"--root={root}", "--jobs=2"])
+  assert not root.exists()
