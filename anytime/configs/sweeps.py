@@ -1,4 +1,4 @@
-"""Sweep definitions: ``get_config("150m")``, ``"300m"``, ``"fig2"``, ``"mini"``, ``"demo"``, ``"smoke"``.
+"""Sweep definitions: ``get_config(NAME)`` for NAME in SWEEPS (150m, 300m, fig2, mini, ...).
 
 A sweep is the grid of LM runs behind one anytime-vs-cosine comparison (docs/design.md
 section 5). ``anytime/sweeps/launch.py`` expands it into runs of configs/lm.py and
