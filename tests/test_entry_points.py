@@ -103,6 +103,8 @@ BAD = [
   ("experiments.bench", ["averaging", "--reps", "0"], "--reps"),
   ("experiments.bench", ["data", "--extra_text_dirs", "missing_dir"], "--extra_text_dirs"),
   ("experiments.bench", ["diagnose", "--reps", "0"], "--reps"),
+  ("experiments.bench", ["sweep_jobs", "--steps", "10"], "--steps"),
+  ("experiments.bench", ["sweep_jobs", "--data_path", "missing_dir"], "--data_path"),
   ("experiments.bench", ["prepare", "--mb", "0"], "--mb"),
   ("experiments.bench", ["prepare", "--workers", "10,x"], "--workers"),
   ("experiments.bench", ["prepare", "--read", "missing_dir"], "--read"),

@@ -23,6 +23,10 @@ SUBCOMMANDS = {
     "experiments.bench.prepare",
     "the Beam prepare pipeline (tokens/CPU-s, peak RSS) and grain's row reads vs the 150m step",
   ),
+  "sweep_jobs": (
+    "experiments.bench.sweep_jobs",
+    "CPU sweep throughput: two runs pinned one per core vs one run on every core",
+  ),
   "accelerator": (
     "experiments.bench.accelerator",
     "FLOPs, per-device memory and step time of 150m / 300m on paper",
