@@ -86,6 +86,14 @@ def _base(name: str, model: str, horizons, lrs, b2s) -> ml_collections.ConfigDic
   s.noise.methods = ("cosine", "constant")  # which methods are repeated
   s.noise.lr = lrs[0]  # the repeated runs' peak LR ...
   s.noise.b2 = b2s[0]  # ... and beta2 (inverse_sqrt: its largest offset)
+
+  # Headline seeds (anytime/sweeps/headline.py): once the grid is done, the headline configs
+  # (tuned cosine per horizon + the Figure-2 constant / inverse-sqrt trajectories, selected on
+  # seeds[0] and recorded in <root>/headline.json) are repeated with these seeds (empty: none).
+  s.headline = ml_collections.ConfigDict()
+  s.headline.seeds = ()
+  # Training tokens of the corpus (one epoch), for the report's epochs column (0: unknown).
+  s.report_train_tokens = 0
   return s
 
 
@@ -187,6 +195,10 @@ def _fig2() -> ml_collections.ConfigDict:
   s.to_zero.enabled = True
   s.to_zero.horizons = (1.0, 4.0)
   s.to_zero.lrs = (0.0226, 0.032)
+  s.headline.seeds = (1, 2)  # the headline configs repeated with seeds 1 and 2 (paired)
+  # One epoch of the natural corpus: 393,784 training rows x 128 tokens (of its 50,405,804
+  # training tokens, docs/data.md): the report's epochs column.
+  s.report_train_tokens = 50_404_352
   return s
 
 

@@ -330,3 +330,85 @@ def plot_all(out, sweep, results, rows, vs, ref, noise_rows=()) -> None:
   plot_delta_vs_horizon(os.path.join(out, "delta_vs_horizon.png"), rows, vs, ref, std, sweep)
   plot_long_cosine(os.path.join(out, "long_cosine.png"), sweep, results, rows)
   plot_every_anytime_run(os.path.join(out, "runs"), results, rows, sweep)
+
+
+def _errorbar(ax, pts, **kw) -> None:
+  """Points (x, y, se | None) with ±se bars where a standard error exists."""
+  if pts:
+    xs, ys, es = zip(*pts, strict=True)
+    ax.errorbar(xs, ys, yerr=[e or 0.0 for e in es], capsize=3, **kw)
+
+
+def _fig2_lines(sweep, results, frows, trajectories) -> list[dict]:
+  """Per Figure-2 trajectory: its label, colour, seed-0 EMA curve, points and deltas."""
+  lines = []
+  for i, (m, t) in enumerate(trajectories.items()):
+    if t is None:
+      continue
+    log = next((lg for r, lg in results if (r.method, r.seed, r.lr, r.b2, r.offset)
+                == (m, sweep.seeds[0], t.lr, t.b2, t.offset)), None)  # fmt: skip
+    stats = [(f, f.methods[m]) for f in frows if f.methods[m] is not None]
+    off = f", offset {t.offset:g}" if t.offset is not None else ""
+    lines.append({
+      "label": f"{method_label(m, sweep)} + {key_label(t.key)} (one run: peak LR {t.lr:g}{off})",
+      "color": f"C{2 * i}",
+      "curve": log.curve(t.key) if log is not None else ([], []),
+      "points": [(f.tokens, s.loss, s.loss_se) for f, s in stats],
+      "deltas": [(f.horizon, s.delta, s.delta_se) for f, s in stats if s.delta is not None],
+      "paper": [(f.horizon, f.paper[m]) for f in frows if f.paper.get(m) is not None],
+    })  # fmt: skip
+  return lines
+
+
+def plot_fig2(path, sweep, results, rows, frows, trajectories, law=None) -> None:
+  """Figure 2 (anytime.sweeps.fig2): left, loss vs tokens of cosine tuned per horizon (black
+  points, ± SE over seeds) and of each one-run trajectory (its EMA curve, points ± SE at the
+  horizons); right, Δ vs horizon (± SE, paired seeds) with the paper's 150M deltas dashed."""
+  plt = _pyplot()
+  cosine = [(f.tokens, f.cosine.loss, f.cosine.loss_se) for f in frows if f.cosine]
+  lines = _fig2_lines(sweep, results, frows, trajectories)
+  fig, (left, right) = plt.subplots(1, 2, figsize=(13.5, 5.2))
+  for line in lines:
+    xs, ys = line["curve"]
+    if len(xs):
+      left.plot(xs, ys, "-", color=line["color"], lw=1.4, label=line["label"])
+    _errorbar(left, line["points"], fmt="o", color=line["color"], ms=4)
+  if law is not None:
+    lo, hi = min(law.tokens), max(law.tokens)  # the fitted range only
+    xs = [lo * (hi / lo) ** (i / 100) for i in range(101)]
+    label = f"fit to tuned cosine: E + A D^-alpha (E {law.E:.3f}, alpha {law.alpha:.2f})"
+    left.plot(xs, [law.loss(x) for x in xs], ":", color="0.45", lw=1.1, label=label)
+  _errorbar(left, cosine, fmt="o", color="k", ms=5, zorder=5,
+            label="cosine tuned per horizon (one run per horizon; ± SE over seeds)")  # fmt: skip
+  _horizon_axis(left, rows)
+  _fit_y(left, rows)
+  left.set_ylabel(LOSS)
+  left.set_title("validation loss vs training tokens", fontsize=9)
+  _legend(left, loc="upper right")
+  hs = [r.horizon for r in rows]
+  for line in lines:
+    _errorbar(right, line["deltas"], fmt="-o", color=line["color"], ms=4, label=line["label"])
+    if line["paper"]:
+      ph, pd = zip(*line["paper"], strict=True)
+      right.plot(ph, pd, "--", color=line["color"], lw=1.0, alpha=0.75)
+  if any(line["paper"] for line in lines):
+    right.plot(
+      [], [], "--", color="0.4", lw=1.0, label="the paper's 150M model (dashed, same colour)"
+    )
+  right.axhline(0, color="k", lw=0.8)
+  right.set_xscale("log", base=2)
+  right.set_xticks(hs, [f"{h:g}x\n{_human(r.tokens)}" for h, r in zip(hs, rows, strict=True)])
+  right.set_xlabel("horizon (multiples of the Chinchilla-optimal token count; tokens)", fontsize=8)
+  right.set_ylabel("loss minus tuned cosine's, same seed (nats/token)")
+  right.set_title(
+    "Δ vs tuned cosine (± SE over paired seeds; below 0: the one run wins)", fontsize=9
+  )
+  _legend(right, loc="best")
+  fig.suptitle(
+    f"Sweep {sweep.name} ({sweep.model}): ONE constant-LR run and ONE inverse-sqrt run with EMA, "
+    "read at every horizon, vs cosine tuned separately for each horizon",
+    fontsize=10,
+  )
+  fig.tight_layout()
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)

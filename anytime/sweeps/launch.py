@@ -7,6 +7,7 @@
     python -m anytime.sweeps --sweep=mini --root=R --status     # done/running/left + ETA
     python -m anytime.sweeps --sweep=150m --root=R --bracket    # best LRs at a grid edge?
     python -m anytime.sweeps --sweep=mini --root=R --bracket --jobs=2   # run until interior
+    python -m anytime.sweeps --sweep=fig2 --root=R --headline --jobs=2  # headline seeds
 
 Every run is ``python -m anytime.lm --config=configs/lm.py:ARGS --workdir=<root>/<name>``
 (see ``Run.command``). Finished runs (their eval log reaches the last step) are
@@ -15,7 +16,8 @@ trainer resumes from its workdir. WSD branches start once their constant run
 has written the checkpoint they branch from. The whole sweep is validated
 (ValueError naming the field) before anything is run or written. The grid points
 ``--bracket`` added (``<root>/bracket.json``, anytime.sweeps.bracket) are part of
-the sweep in every mode.
+the sweep in every mode, and so are the headline seed runs once ``--headline`` has recorded
+their configurations (``<root>/headline.json``, anytime.sweeps.headline).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sys
 import time
 
 from anytime import cli
-from anytime.sweeps import bracket
+from anytime.sweeps import bracket, headline
 from anytime.sweeps import common as sc
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
@@ -337,18 +339,15 @@ def _check_bracket(args) -> None:
     if args.max_bracket_rounds is not None:
       raise ValueError("--max_bracket_rounds is invalid without --bracket.")
     return
-  given = [f"--{k}" for k in _NOT_WITH_BRACKET if getattr(args, k)]
-  if given:
-    raise ValueError(
-      f"--bracket does not combine with {', '.join(given)}: it prints its status and extra "
-      "commands, or runs them with --jobs=N."
-    )
+  does = "it prints its status and extra commands, or runs them with --jobs=N."
+  headline.refuse(args, "bracket", _NOT_WITH_BRACKET, does)
   if args.max_bracket_rounds is not None and args.max_bracket_rounds < 1:
     raise ValueError(f"--max_bracket_rounds={args.max_bracket_rounds} is invalid: expected >= 1.")
 
 
 def _check_args(args) -> None:
   _check_bracket(args)
+  headline.check_args(args)
   if args.jobs < 1:
     raise ValueError(f"--jobs={args.jobs} is invalid: expected an integer >= 1.")
   if not 0 < args.mfu <= 1:
@@ -383,6 +382,12 @@ def parse_args(argv=None):
     "with --jobs=N, run rounds of them until every selected LR is interior",
   )
   p.add_argument("--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: 5")
+  p.add_argument(
+    "--headline",
+    action="store_true",
+    help="record (headline.json) and print the headline configurations and the commands of\n"
+    "their headline-seed runs; with --jobs=N, run them (the grid must be finished)",
+  )
   p.add_argument("--only", default="", help="regular expression: only runs whose name matches")
   p.add_argument(
     "--set",
@@ -409,6 +414,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
   args = parse_args(argv)
   run_bracket = args.bracket and args.jobs is not None  # --bracket alone only prints
+  run_headline = args.headline and args.jobs is not None  # so does --headline
   args.jobs = 1 if args.jobs is None else args.jobs
   sweep = sc.load_sweep(args.sweep)
   sweep.lm_overrides = (*tuple(sweep.lm_overrides), *args.set)  # checked by expand, named
@@ -416,9 +422,13 @@ def main(argv=None) -> int:
   _check_args(args)
   base, sweep = sweep, bracket.load(sweep, args.root)  # + the points --bracket added
   runs = sc.expand(sweep)
+  run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python, pin=args.pin)
+  if args.headline:
+    commands = lambda rs: print_commands(rs, args.root, args.python)
+    fn = run_fn if run_headline else None
+    return headline.main(sweep, runs, args.root, run_fn=fn, commands=commands)
   if run_bracket:
     os.makedirs(args.root, exist_ok=True)
-    run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python, pin=args.pin)
     rounds = args.max_bracket_rounds or 5
     return bracket.run_rounds(base, args.root, run_fn=run_fn, max_rounds=rounds)
   if args.bracket:
@@ -430,6 +440,7 @@ def main(argv=None) -> int:
     if extra:
       print(print_commands(extra, args.root, args.python))
     return 0
+  runs += headline.load(sweep, args.root, runs)  # the headline seed runs, once recorded
   if args.only:
     runs = [r for r in runs if re.search(args.only, r.name)]
     if not runs:

@@ -12,6 +12,8 @@ the paper's, seed-to-seed noise, compute), ``table.csv``, ``noise.csv``,
 ``compute.csv``, three figures (``loss_vs_tokens.png``,
 ``delta_vs_horizon.png``, ``long_cosine.png``) and ``runs/<name>.png``, the
 curves of every anytime run; the figures are drawn by :mod:`anytime.sweeps.figures`.
+A sweep with headline seeds (``fig2``) also gets the Figure-2 sections, ``fig2.csv``,
+``summary.csv`` and ``fig2.png`` (:mod:`anytime.sweeps.fig2`).
 
 Selection, as in the paper: at each horizon, the tuned cosine loss is the
 minimum over the cosine runs of that horizon (peak LR x b2) of their final
@@ -436,6 +438,10 @@ def report(sweep, runs, root: str, out: str, *, reference: str = "", reference_m
   os.makedirs(out, exist_ok=True)
   write_csvs(out, rows, [v.label for v in vs], noise_rows, compute_rows)
   text = markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, reference_model)
+  from anytime.sweeps import fig2  # builds on this module's selection
+
+  if fig2.applies(sweep):  # Figure 2: one trajectory per method, headline seeds, summary.csv
+    text += fig2.write(out, sweep, runs, results, rows, vs, ref)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(text)
   figures.plot_all(out, sweep, results, rows, vs, ref, noise_rows)
@@ -460,7 +466,10 @@ def main(argv=None) -> int:
   if args.reference and not os.path.isfile(args.reference):
     raise ValueError(f"--reference={args.reference!r} is not a file.")
   model = args.reference_model or (sweep.model if sweep.model in ("150m", "300m") else "150m")
+  from anytime.sweeps import headline
+
   runs = sc.expand(sweep)
+  runs += headline.load(sweep, root, runs)  # the headline seed runs, once recorded
   _, text = report(sweep, runs, root, out, reference=args.reference, reference_model=model)
   print(text)
   print(f"written to {out}")
