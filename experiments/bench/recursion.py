@@ -8,7 +8,7 @@ the wall times and the full recursion's throughput (coordinate-steps/s).
 Resumable: one CSV per setting under results/theory/bench/; finished settings are
 skipped. The summary prints ratios measured in this run set.
 
-  python -m experiments.bench recursion                  # all six settings (~4-6 min each, full)
+  python -m experiments.bench recursion                  # all six settings (268-620 s each, full)
   python -m experiments.bench recursion --settings 0,1   # a subset (indices into PAPER_SETTINGS)
   python -m experiments.bench recursion --summary        # only aggregate existing CSVs
   python -m experiments.bench recursion --settings 0 --bench_dir /tmp/tb   # a fresh measurement

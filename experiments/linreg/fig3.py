@@ -9,7 +9,7 @@ so its t**-gamma* curve is the constant or the 1/sqrt(t) one. Two extra settings
 (b = 1.5a, where gamma* = 1/3, and b = 3a, where the paper's max(0, 1 - a/b) = 2/3 and the
 general gamma* = 1/2 differ) add the schedule t**-gamma_paper.
 
-  python -m experiments.linreg fig3                 # ~2-4 min on 2 cores
+  python -m experiments.linreg fig3                 # 194 s on 2 cores (fig3_log.txt)
   python -m experiments.linreg fig3 --mode full     # the O(d) recursion (hours)
 
 Writes results/theory/fig3_summary.csv, fig3_curves.csv, fig3.png.

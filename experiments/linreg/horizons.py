@@ -16,7 +16,7 @@ For horizons T in {1, 2, 4, ..., 32} x T0 and each (a, b):
 
 Exact recursion, compressed spectrum for d = 500k (error <= 1e-5, theory_bench).
 
-  python -m experiments.linreg horizons            # paper settings, T0 = 1500 (~5 min)
+  python -m experiments.linreg horizons            # paper settings, T0 = 1500 (207 s)
 
 Writes results/theory/horizons_ratios.csv, horizons_curves.csv, horizons.png, fig1.png.
 """
