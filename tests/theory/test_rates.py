@@ -123,7 +123,7 @@ def test_stability_limit_separates_bounded_from_diverging(a):
 
 
 def test_step_one_over_trace_unstable_for_large_capacity():
-  # docs/design.md section 7: for Gaussian features 1/tr H is unstable from capacity ~2.01 (d = 500k).
+  # docs/design.md section 7: for Gaussian features 1/tr H is unstable from capacity ~2.01.
   for a, stable in [(1.5, True), (2.0, True), (2.5, False), (3.0, False)]:
     p = theory.Problem(capacity=a, source=2.0, dim=100_000, noise_variance=0.01)
     assert (rates.stability_k(p, 1 / p.trace()) < 1) == stable
