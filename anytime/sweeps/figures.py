@@ -384,7 +384,7 @@ def plot_fig2(path, sweep, results, rows, frows, trajectories, law=None) -> None
   _fit_y(left, rows)
   left.set_ylabel(LOSS)
   left.set_title("validation loss vs training tokens", fontsize=9)
-  _legend(left, loc="upper right")
+  _legend(left, loc="lower left")  # the losses fall to the right: that corner is free
   hs = [r.horizon for r in rows]
   for line in lines:
     _errorbar(right, line["deltas"], fmt="-o", color=line["color"], ms=4, label=line["label"])
