@@ -42,6 +42,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHIVE = ".tar.xz"
 PRESET = 9
 LOG_FILES = ("config.json", "eval.jsonl", "run.json", "train.jsonl")  # what a run folder holds
+# A sweep root's own records, packed beside its run folders: the grid points --bracket added and
+# the configurations --headline repeated with more seeds (anytime.sweeps.bracket, .headline).
+SWEEP_FILES = ("bracket.json", "headline.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,10 @@ class Study:
     return self.runs + ARCHIVE if self.runs else ""
 
 
+def _files(names: str) -> tuple[str, ...]:
+  return tuple(names.split())
+
+
 def _lm(sub: str, *flags: str, outputs=(), inputs=(), seconds=0) -> Command:
   """A laws_lm subcommand on the extracted logs, writing to results/laws/lm."""
   args = ("experiments.laws_lm", sub, "--root", "{root}", "--out", "{results}/laws/lm", *flags)
@@ -100,18 +107,10 @@ STUDIES: dict[str, Study] = {
         "--seeds",
         "0,1,2,3",
         "--profile",
-        outputs=(
-          "schedule_law.csv",
-          "schedule_law_multipower.png",
-          "schedule_law_multipower-paper.png",
-          "schedule_law_annealing.png",
-          "multipower_profile.csv",
-          "lr_law.csv",
-          "lr_law.png",
-          "lr_law_window5.csv",
-          "lr_law_window5.png",
-          "equivalent_compute.csv",
-          "seed_noise.csv",
+        outputs=_files(
+          "schedule_law.csv schedule_law_multipower.png schedule_law_multipower-paper.png "
+          "schedule_law_annealing.png multipower_profile.csv lr_law.csv lr_law.png "
+          "lr_law_window5.csv lr_law_window5.png equivalent_compute.csv seed_noise.csv"
         ),
         seconds=900,
       ),
@@ -120,11 +119,8 @@ STUDIES: dict[str, Study] = {
         "--no_train",
         "--laws_root",
         "{root}",
-        outputs=(
-          "w64_lr_check.csv",
-          "w64_schedule_law.csv",
-          "w64_size_law.csv",
-          "schedule_law_w64.png",
+        outputs=_files(
+          "w64_lr_check.csv w64_schedule_law.csv w64_size_law.csv schedule_law_w64.png"
         ),
         inputs=("w64_prereg.csv", "w64_h8_prereg.csv"),
       ),
@@ -142,12 +138,8 @@ STUDIES: dict[str, Study] = {
       ),
       _lm(
         "area",
-        outputs=(
-          "area_clock.csv",
-          "area_fit.csv",
-          "area_power.csv",
-          "area_capacity.csv",
-          "area_clock.png",
+        outputs=_files(
+          "area_clock.csv area_fit.csv area_power.csv area_capacity.csv area_clock.png"
         ),
       ),
       _lm(
@@ -159,24 +151,17 @@ STUDIES: dict[str, Study] = {
       _lm(
         "repeat",
         "--no_train",
-        outputs=(
-          "repeat_ratio.csv",
-          "fresh_check.csv",
-          "fresh_refit.csv",
-          "fresh_forecast.png",
-          "fresh_pairs.csv",
+        outputs=_files(
+          "repeat_ratio.csv fresh_check.csv fresh_refit.csv fresh_forecast.png fresh_pairs.csv"
         ),
         inputs=("fresh_prereg.csv",),
       ),
       _lm(
         "gain",
         "--no_train",
-        outputs=(
-          "gain_check.csv",
-          "gain_pairs.csv",
-          "gain_forecast.png",
-          "gain_replicate.csv",
-          "gain_replicate_pairs.csv",
+        outputs=_files(
+          "gain_check.csv gain_pairs.csv gain_forecast.png gain_replicate.csv "
+          "gain_replicate_pairs.csv"
         ),
         inputs=("gain_prereg.csv",),
       ),
@@ -291,9 +276,9 @@ RECOMPUTED: tuple[Recomputed, ...] = (
   ),
   _fresh("theory/mc_check.csv", "experiments.linreg mc", "minutes"),
   _fresh("theory/slopes.csv, theory/gamma_star_check.csv", "experiments.linreg slopes", "minutes"),
-  _fresh("theory/fig3_*.csv", "experiments.linreg fig3", "~1.6 min"),
+  _fresh("theory/fig3_*.csv", "experiments.linreg fig3", "194 s"),
   _fresh("theory/horizons_*.csv", "experiments.linreg horizons", "minutes"),
-  _fresh("theory/bench/*", "experiments.bench recursion", "~5 min per setting"),
+  _fresh("theory/bench/*", "experiments.bench recursion", "268-620 s per setting"),
   # muP: the data and the run summaries (settings, wall time); the figures are redrawn from the
   # data by the mup study (--replot, --report_only).
   _fresh(
@@ -316,9 +301,10 @@ RECOMPUTE_COMMANDS: tuple[Command, ...] = tuple(r.command for r in RECOMPUTED if
 
 
 def run_files(runs: str) -> list[str]:
-  """Every file inside the run folders of ``runs`` (paths relative to it, sorted); files
-  directly in ``runs`` (a report's per-run figures) are outputs, not logs, and stay out."""
-  found = []
+  """Every file inside the run folders of ``runs`` (paths relative to it, sorted), and the sweep
+  records of SWEEP_FILES; other files directly in ``runs`` (a report's per-run figures) are
+  outputs, not logs, and stay out."""
+  found = [f for f in SWEEP_FILES if os.path.isfile(os.path.join(runs, f))]
   for dirpath, dirnames, filenames in os.walk(runs):
     dirnames.sort()
     if dirpath != runs:

@@ -187,3 +187,17 @@ def test_a_refusal_is_one_line():
   )
   assert done.returncode == 2 and done.stdout == ""
   assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: unrecognized")
+
+
+def test_sweep_records_are_packed_with_the_runs_and_figures_are_not(tmp_path):
+  runs = tmp_path / "runs"
+  (runs / "cosine_h1_s0").mkdir(parents=True)
+  (runs / "cosine_h1_s0" / "eval.jsonl").write_text("{}\n")
+  (runs / "bracket.json").write_text('{"points": []}')
+  (runs / "headline.json").write_text("{}")
+  (runs / "cosine_h1_s0.png").write_bytes(b"png")  # a report's per-run figure: an output
+  assert results.run_files(str(runs)) == [
+    "bracket.json",
+    "cosine_h1_s0/eval.jsonl",
+    "headline.json",
+  ]

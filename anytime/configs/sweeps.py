@@ -177,6 +177,9 @@ def _fig2() -> ml_collections.ConfigDict:
   s = _base("fig2", "micro", (1, 2, 4, 8, 16, 32), lrs=(0.0113, 0.016, 0.0226), b2s=(0.95,))
   s.lm_overrides = (
     "data.source=tokens",  # the corpus' rows: --set data.path=OUT/rows when launching
+    # The corpus' vocabulary, stated so that listing and reporting need no data on disk
+    # (on C4 with the T5 tokenizer: --set model.vocab_size=32128).
+    "model.vocab_size=4096",
     "eval_points=0",  # evaluate at the horizons (and WSD branch points) only ...
     "eval_batch_size=216",  # ... on the whole validation split: 216 x 31 = 6,696 rows of
     "eval_batches=31",  # 128 tokens = 857,088 tokens, every held-out document

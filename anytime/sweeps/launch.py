@@ -263,13 +263,17 @@ def run_local(
 ) -> dict[str, list[str]]:
   """Runs every unfinished runnable run, ``jobs`` at once; returns names by outcome.
 
-  Longest runs start first; a branch waits for its parent's checkpoint. ``pin``: see
+  A branch starts as soon as its parent's checkpoint exists, before any other run; the
+  other runs start longest first. ``pin``: see
   :func:`core_slots` (each running job keeps its own cores).
   """
   slots = core_slots(jobs, pin)
   outcome = {"done": [], "skipped": [], "failed": [], "unsupported": []}
   pending, elsewhere = [], set()
-  for r in sorted(runs, key=lambda r: (-r.trained_tokens, r.method not in sc.ANYTIME_METHODS)):
+  # Branches first (each starts once its parent's checkpoint exists: checkpoints need not
+  # outlive this machine, the committed logs do), then the longest runs.
+  order = lambda r: (r.parent is None, -r.trained_tokens, r.method not in sc.ANYTIME_METHODS)
+  for r in sorted(runs, key=order):
     state = sc.run_state(root, r)
     if state in ("done", "unsupported"):
       outcome["skipped" if state == "done" else "unsupported"].append(r.name)
@@ -365,6 +369,15 @@ def _check_args(args) -> None:
       raise ValueError(f"--only={args.only!r} is invalid: not a regular expression ({e}).") from e
 
 
+def _check_data(runs) -> None:
+  cfg = sc.lm_config(runs[0].lm_arg, runs[0].overrides)
+  if cfg.data.source == "tokens" and not cfg.data.path:
+    raise ValueError(
+      "data.path='' is invalid: the sweep trains on pre-tokenized rows (data.source='tokens'); "
+      "pass --set data.path=DIR (the rows directory of anytime.lm.prepare or natural_corpus)."
+    )
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--sweep", required=True, help="NAME or FILE.py:NAME (anytime/configs/sweeps.py)")
@@ -422,6 +435,9 @@ def main(argv=None) -> int:
   _check_args(args)
   base, sweep = sweep, bracket.load(sweep, args.root)  # + the points --bracket added
   runs = sc.expand(sweep)
+  listing = args.dry or args.print or args.array_file or args.status
+  if run_bracket or run_headline or not (listing or args.bracket or args.headline):
+    _check_data(runs)  # runs start here: their data must be named before anything starts
   run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python, pin=args.pin)
   if args.headline:
     commands = lambda rs: print_commands(rs, args.root, args.python)

@@ -212,6 +212,6 @@ def test_set_reaches_every_run_and_a_bad_field_is_named(tmp_path):
 
 def test_fig2_without_its_data_is_refused_before_writing(tmp_path):
   root = tmp_path / "root"
-  with pytest.raises(ValueError, match=r"data.path='' is invalid: source \"tokens\" needs"):
+  with pytest.raises(ValueError, match=r"data.path='' is invalid: the sweep trains on pre-tok"):
     sweep.main(["--sweep=fig2", f"--root={root}", "--jobs=2"])
   assert not root.exists()
