@@ -175,6 +175,26 @@ def runs(sweep, root: str) -> list[sc.Run]:
   return runs_of(sweep, record(sweep, grid, root), grid, root)
 
 
+def drift(sweep, runs, root: str) -> str:
+  """A report note when the recorded selection (headline.json) is no longer the grid's, e.g.
+  the grid grew after --headline: the seed runs then repeat other configurations than the
+  tables select, and their paired differences are not the headline's."""
+  recorded = read(root, sweep) if seeds(sweep) else None
+  if not recorded:
+    return ""
+  try:
+    current = select(sweep, [r for r in runs if r.seed in tuple(sweep.seeds)], root)
+  except ValueError as e:
+    return f"\n**Headline selection not re-checked**: {e}\n"
+  changed = [f"{a.method}{f' {a.horizon:g}x' if a.method == 'cosine' else ''}: recorded "
+             f"lr {a.lr:g} {a.key}, the grid now selects lr {b.lr:g} {b.key}"
+             for a, b in zip(recorded, current, strict=False) if a != b]  # fmt: skip
+  if not changed:
+    return ""
+  return ("\n**The recorded headline selection differs from the grid's** (rerun --headline on a "
+          "fresh headline.json to pair the new picks): " + "; ".join(changed) + ".\n")  # fmt: skip
+
+
 def load(sweep, root: str, grid=None) -> list[sc.Run]:
   """The headline runs once ``<root>/headline.json`` exists, else []; never writes."""
   configs = read(root, sweep) if seeds(sweep) else None

@@ -441,7 +441,9 @@ def report(sweep, runs, root: str, out: str, *, reference: str = "", reference_m
   from anytime.sweeps import fig2  # builds on this module's selection
 
   if fig2.applies(sweep):  # Figure 2: one trajectory per method, headline seeds, summary.csv
-    text += fig2.write(out, sweep, runs, results, rows, vs, ref)
+    from anytime.sweeps import headline
+
+    text += fig2.write(out, sweep, runs, results, rows, vs, ref) + headline.drift(sweep, runs, root)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(text)
   figures.plot_all(out, sweep, results, rows, vs, ref, noise_rows)

@@ -34,6 +34,7 @@ def test_selection_is_recorded_once_and_reused(grid_root, tmp_path):
   _link(grid, src, root)
   runs = headline.runs(s, root)
   assert sorted(r.name for r in runs) == fs.HEADLINE_RUNS
+  assert headline.drift(s, grid, root) == ""  # recorded = the grid's selection: no note
   saved = json.loads((tmp_path / headline.FILE).read_text())
   assert saved["sweep"] == "f2"
   assert [
@@ -61,6 +62,10 @@ def test_selection_is_recorded_once_and_reused(grid_root, tmp_path):
   assert sorted(r.name for r in headline.runs(s, root)) == fs.HEADLINE_RUNS  # ... not recorded
   assert sorted(r.name for r in headline.load(s, root)) == fs.HEADLINE_RUNS
   assert (tmp_path / headline.FILE).read_bytes() == before
+  # ... and the report says the recorded selection is no longer the grid's.
+  note = headline.drift(s, grid, root)
+  assert "constant: recorded lr 0.001 pema25, the grid now selects lr 0.003" in note
+  assert "cosine" not in note.split("):", 1)[1]  # the cosine picks did not move
 
 
 @pytest.mark.parametrize(
