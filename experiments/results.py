@@ -199,6 +199,15 @@ STUDIES: dict[str, Study] = {
       ),
     ),
   ),
+  "fig2": Study(
+    "fig2/runs",
+    (
+      Command(
+        ("anytime.sweeps.report", "--sweep=fig2", "--root={root}", "--out={results}/fig2"),
+        _files("fig2/*.md fig2/*.csv fig2/*.png fig2/runs/*.png"),
+      ),
+    ),
+  ),
   "theory": Study(
     "",
     (
