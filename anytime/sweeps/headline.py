@@ -30,8 +30,8 @@ from anytime.sweeps import fig2, report
 FILE = "headline.json"
 DEPENDS = ("cosine", "constant", "inverse_sqrt")  # the methods the selection reads
 # Launcher flags --headline replaces or ignores: refused rather than silently dropped.
-NOT_WITH = ("dry", "print", "array_file", "status", "only", "summary_only", "tokens_per_s",
-            "bracket", "max_bracket_rounds")  # fmt: skip
+NOT_WITH = ("dry", "print", "array_file", "status", "collect", "only", "summary_only",
+            "tokens_per_s", "bracket", "max_bracket_rounds")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@
     python -m anytime.sweeps --sweep=150m --root=R --bracket    # best LRs at a grid edge?
     python -m anytime.sweeps --sweep=mini --root=R --bracket --jobs=2   # run until interior
     python -m anytime.sweeps --sweep=fig2 --root=R --headline --jobs=2  # headline seeds
+    python -m anytime.sweeps --sweep=fig2 --root=R --collect=results/fig2/runs  # logs to commit
 
 Every run is ``python -m anytime.lm --config=configs/lm.py:ARGS --workdir=<root>/<name>``
 (see ``Run.command``). Finished runs (their eval log reaches the last step) are
@@ -34,7 +35,7 @@ import sys
 import time
 
 from anytime import cli
-from anytime.sweeps import bracket, headline
+from anytime.sweeps import bracket, collect, headline
 from anytime.sweeps import common as sc
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM
@@ -335,7 +336,16 @@ def run_local(
 
 
 # Flags --bracket replaces or ignores: refused rather than silently dropped.
-_NOT_WITH_BRACKET = ("dry", "print", "array_file", "status", "only", "summary_only", "tokens_per_s")
+_NOT_WITH_BRACKET = (
+  "dry",
+  "print",
+  "array_file",
+  "status",
+  "collect",
+  "only",
+  "summary_only",
+  "tokens_per_s",
+)
 
 
 def _check_bracket(args) -> None:
@@ -387,6 +397,7 @@ def parse_args(argv=None):
   mode.add_argument("--print", action="store_true", help="print one command per unfinished run")
   mode.add_argument("--array_file", default="", help="write job-array files (PATH, PATH.wsd)")
   mode.add_argument("--status", action="store_true", help="progress of the sweep under --root")
+  mode.add_argument("--collect", default="", help="copy the finished runs' logs to DIR (commit it)")
   p.add_argument("--jobs", type=int, default=None, help="runs at once (local), ETA concurrency")
   p.add_argument(
     "--bracket",
@@ -435,7 +446,7 @@ def main(argv=None) -> int:
   _check_args(args)
   base, sweep = sweep, bracket.load(sweep, args.root)  # + the points --bracket added
   runs = sc.expand(sweep)
-  listing = args.dry or args.print or args.array_file or args.status
+  listing = args.dry or args.print or args.array_file or args.status or args.collect
   if run_bracket or run_headline or not (listing or args.bracket or args.headline):
     _check_data(runs)  # runs start here: their data must be named before anything starts
   run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python, pin=args.pin)
@@ -471,6 +482,10 @@ def main(argv=None) -> int:
     print("\n".join(write_array_files(runs, args.root, args.python, args.array_file)))
   elif args.status:
     print(progress(args.root, runs, jobs=args.jobs, peak=peak, mfu=args.mfu))
+  elif args.collect:
+    n = collect.collect(runs, args.root, args.collect, sets=args.set)
+    print(f"{n['runs']} finished runs and {n['records']} sweep records -> {args.collect}; "
+          f"{n['unfinished']} unfinished left out")  # fmt: skip
   else:
     os.makedirs(args.root, exist_ok=True)
     outcome = run_local(runs, args.root, jobs=args.jobs, python=args.python, pin=args.pin)
