@@ -10,7 +10,9 @@ report (:func:`anytime.sweeps.report.variants`, plus the tuned cosine) and every
 the configuration the report selects (:func:`report.select`, the same rule, not a copy of it).
 If its peak LR is the smallest or the largest LR run at that horizon (for its b2 and offset), the
 next point of the sqrt(2) grid beyond it is proposed; with a single LR, both sides are. The
-inverse-sqrt offset is bracketed the same way on the offsets' own geometric grid.
+inverse-sqrt offset is bracketed the same way on the offsets' own geometric grid. In a sweep
+with headline seeds, the Figure-2 trajectories (ONE constant and ONE inverse-sqrt run for all
+horizons, :func:`anytime.sweeps.fig2.trajectory`) are bracketed too.
 
 The anytime methods (constant, inverse_sqrt, schedule_free) cover every horizon with one run,
 so a point proposed at any horizon is one more run of theirs. A cosine run serves one horizon,
@@ -31,7 +33,7 @@ import math
 import os
 
 from anytime.sweeps import common as sc
-from anytime.sweeps import report
+from anytime.sweeps import fig2, report
 
 FILE = "bracket.json"
 STEP = math.sqrt(2)  # the peak-LR grid: neighbours differ by a factor sqrt(2)
@@ -259,6 +261,36 @@ def status(sweep, runs, root: str) -> list[Row]:
         lo, hi = _around(pick.offset, grid)
         adds = _offset_points(pick.offset, st, ratio)
         rows.append(Row(v.label, v.method, h, "offset", pick.offset, lo, hi, st, adds))
+  if fig2.applies(sweep):
+    rows += _trajectory_rows(sweep, runs, states, results, ratio)
+  return rows
+
+
+def _trajectory_rows(sweep, runs, states, results, ratio) -> list[Row]:
+  """The Figure-2 trajectories (one run for all horizons, :func:`fig2.trajectory`): their LR
+  and offset must be interior too. Shown at the last horizon; they wait for cosine as well."""
+  rows, h = [], max(sweep.horizons)
+  for method in fig2.TRAJECTORY_METHODS:
+    if not sweep[method].enabled:
+      continue
+    label = f"{fig2.NAMES[method]} (Figure 2)"
+    axes = ("lr", "offset") if method == "inverse_sqrt" else ("lr",)
+    own = [r for r in runs if r.method in (method, "cosine")]
+    t = None if any(states[r.name] != "done" for r in own) else fig2.trajectory(
+      results, sweep, method)  # fmt: skip
+    if t is None:  # unfinished runs, or no configuration finite at every horizon yet
+      rows += [Row(label, method, h, a, None, None, None, "waiting", ()) for a in axes]
+      continue
+    same = [r for r in runs if r.method == method and r.seed == sweep.seeds[0]]
+    grid = {r.lr for r in same if (r.b2, r.offset) == (t.b2, t.offset)}
+    st = _edge(t.lr, grid)
+    rows.append(Row(label, method, h, "lr", t.lr, *_around(t.lr, grid), st,
+                    _lr_points(method, h, t.lr, st)))  # fmt: skip
+    if "offset" in axes:
+      grid = {r.offset for r in same if (r.lr, r.b2) == (t.lr, t.b2)}
+      st = _edge(t.offset, grid)
+      adds = _offset_points(t.offset, st, ratio)
+      rows.append(Row(label, method, h, "offset", t.offset, *_around(t.offset, grid), st, adds))
   return rows
 
 
@@ -284,12 +316,12 @@ def _point(p: Point) -> str:
 
 def table(rows) -> str:
   """The status as text: one line per (column, horizon, axis)."""
-  head = f"{'column':<26} {'horizon':>7} {'axis':<6} {'selected':>9} {'below':>9} {'above':>9}"
+  head = f"{'column':<33} {'horizon':>7} {'axis':<6} {'selected':>9} {'below':>9} {'above':>9}"
   lines = [head + f"  {'status':<10} adds"]
   for r in rows:
     adds = ", ".join(_point(p) for p in r.adds) or "—"
     lines.append(
-      f"{r.label:<26} {r.horizon:>6g}x {r.axis:<6} {_num(r.selected):>9} {_num(r.low):>9} "
+      f"{r.label:<33} {r.horizon:>6g}x {r.axis:<6} {_num(r.selected):>9} {_num(r.low):>9} "
       f"{_num(r.high):>9}  {r.status:<10} {adds}"
     )
   counts = {s: sum(r.status == s for r in rows) for s in STATUSES}

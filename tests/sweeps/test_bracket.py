@@ -266,3 +266,41 @@ def test_cli_corrupt_bracket_json_is_one_line_and_exit_2(tmp_path):
   assert p.returncode == 2 and p.stdout == ""
   assert p.stderr.count("\n") == 1 and "bracket.json cannot be read as JSON" in p.stderr
   assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_figure2_trajectories_are_bracketed_in_a_sweep_with_headline_seeds(finished, tmp_path):
+  s, root = finished
+  rows = _rows(s, root)
+  assert not [k for k in rows if "(Figure 2)" in k[0]]  # no headline seeds: no trajectory rows
+  s = bracket.apply(s, [])
+  s.headline.seeds = (1,)
+  rows = _rows(s, root)
+  # The constant optimum 0.003 is inside (0.001, 0.01) at every horizon: so is its trajectory.
+  const = rows[("constant LR + EMA (Figure 2)", 4, "lr")]
+  assert (const.selected, const.low, const.high, const.status, const.adds) == (
+    0.003, 0.001, 0.01, "interior", ()
+  )  # fmt: skip
+  # Inverse-sqrt: LR interior, offset at the top of (10, 20, 40) as for its per-horizon picks.
+  assert rows[("inverse-sqrt LR + EMA (Figure 2)", 4, "lr")].status == "interior"
+  off = rows[("inverse-sqrt LR + EMA (Figure 2)", 4, "offset")]
+  assert (off.selected, off.status, off.adds) == (40.0, "edge-high", (bracket.Point(
+    "inverse_sqrt", offset=80.0),))  # fmt: skip
+  # Only the LR of the selected trajectory counts: with 0.01 gone, 0.003 sits on the top edge.
+  s.constant.lrs = (0.001, 0.003)
+  runs = sc.expand(s)
+  full, missing = tmp_path / "full", tmp_path / "missing"
+  for r in runs:
+    os.makedirs(sc.workdir(str(full), r).rsplit(os.sep, 1)[0], exist_ok=True)
+    os.symlink(sc.workdir(root, r), sc.workdir(str(full), r))
+    if r is not runs[0]:  # the first run, a cosine run, not started in this root
+      os.makedirs(str(missing), exist_ok=True)
+      os.symlink(sc.workdir(root, r), sc.workdir(str(missing), r))
+  got = {(r.label, r.axis): r for r in bracket.status(s, runs, str(full))}
+  const = got[("constant LR + EMA (Figure 2)", "lr")]
+  assert (const.selected, const.status, const.adds) == (
+    0.003, "edge-high", (bracket.Point("constant", lr=0.00424),)
+  )  # fmt: skip
+  # A cosine run unfinished: the trajectories wait (their rule reads the tuned cosine).
+  assert runs[0].method == "cosine"
+  got = bracket.status(s, runs, str(missing))
+  assert {r.status for r in got if "(Figure 2)" in r.label} == {"waiting"}

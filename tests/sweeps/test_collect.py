@@ -6,12 +6,16 @@ import sys
 
 import pytest
 
-from anytime.sweeps import collect
+from anytime.sweeps import collect, launch
 from anytime.sweeps import common as sc
-from anytime.sweeps import launch
 
 FAKE = "tests.sweeps.fake_trainer"
 CRASHED = "constant_h2_lr0.003_b0.95_s0"
+
+
+def _read(*parts) -> str:
+  with open(os.path.join(*parts)) as f:
+    return f.read()
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +46,24 @@ def test_copies_only_finished_runs_without_machine_paths(swept, tmp_path):
     names = sorted(os.listdir(os.path.join(dest, r.name)))
     assert names == ["eval.jsonl", "run.json"]  # the fake trainer writes no config / train log
     for name in names:
-      text = open(os.path.join(dest, r.name, name)).read()
+      text = _read(dest, r.name, name)
       assert root not in text and corpus not in text
-    card = json.load(open(os.path.join(dest, r.name, "run.json")))
+    card = json.loads(_read(dest, r.name, "run.json"))
     assert ["data.path", "<data.path>"] in card["overrides"]
     # The eval log is copied as it was: the launcher sees the run finished from the copy.
-    assert open(os.path.join(dest, r.name, "eval.jsonl")).read() == open(
-      os.path.join(root, r.name, "eval.jsonl")
-    ).read()
+    assert _read(dest, r.name, "eval.jsonl") == _read(root, r.name, "eval.jsonl")
     assert sc.run_state(dest, r) == "done"
 
 
 def test_sweep_records_are_copied(swept, tmp_path):
-  runs, root, corpus = swept
+  runs, root, _ = swept
   record = os.path.join(root, "bracket.json")
   with open(record, "w") as f:
     json.dump({"sweep": "smoke", "points": []}, f)
   try:
     dest = str(tmp_path / "logs")
     assert collect.collect(runs, root, dest)["records"] == 1
-    assert open(os.path.join(dest, "bracket.json")).read() == open(record).read()
+    assert _read(dest, "bracket.json") == _read(record)
   finally:
     os.remove(record)
 
