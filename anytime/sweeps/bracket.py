@@ -10,7 +10,10 @@ report (:func:`anytime.sweeps.report.variants`, plus the tuned cosine) and every
 the configuration the report selects (:func:`report.select`, the same rule, not a copy of it).
 If its peak LR is the smallest or the largest LR run at that horizon (for its b2 and offset), the
 next point of the sqrt(2) grid beyond it is proposed; with a single LR, both sides are. The
-inverse-sqrt offset is bracketed the same way on the offsets' own geometric grid. In a sweep
+inverse-sqrt offset is bracketed the same way on the offsets' own geometric grid. Inverse-sqrt
+is a 2-D grid (LR x offset), so its points are single (lr, offset) runs: an LR point at the
+selected offset, an offset point at the selected LR (``inverse_sqrt.pairs``), not a new row or
+column of the grid (which would cost one run per LR or per offset already run). In a sweep
 with headline seeds, the Figure-2 trajectories (ONE constant and ONE inverse-sqrt run for all
 horizons, :func:`anytime.sweeps.fig2.trajectory`) are bracketed too.
 
@@ -43,8 +46,9 @@ STATUSES = ("interior", "edge-low", "edge-high", "edge-both", "diverged", "waiti
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-  """One added grid point: a peak LR of ``method`` (cosine: at ``horizon`` only) or an
-  inverse-sqrt ``offset``."""
+  """One added grid point: a peak LR of ``method`` (cosine: at ``horizon`` only); for
+  inverse-sqrt, one (lr, offset) run (an ``offset`` alone: that offset at every LR of the grid,
+  as bracket.json files written before the pairs mean)."""
 
   method: str
   lr: float | None = None
@@ -105,7 +109,7 @@ def parse(data, sweep, path: str = FILE) -> list[Point]:
     m = item.get("method")
     if m not in sc.RUN_METHODS or not sweep[sc.section(m)].enabled:
       raise ValueError(f"{path}: point {item!r}: method must be an enabled method of the sweep.")
-    if ("lr" in item) == ("offset" in item) or ("offset" in item and m != "inverse_sqrt"):
+    if ("offset" in item and m != "inverse_sqrt") or not ({"lr", "offset"} & set(item)):
       raise ValueError(f"{path}: point {item!r}: expected an lr, or an offset of inverse_sqrt.")
     if ("horizon" in item) != (m == "cosine"):
       raise ValueError(f"{path}: point {item!r}: a horizon is given for cosine points only.")
@@ -149,6 +153,9 @@ def _lrs(s, method) -> tuple:
 
 def present(s, p: Point) -> bool:
   """``p`` is already on the grid of sweep ``s``."""
+  if p.offset is not None and p.lr is not None:
+    grid = p.lr in _lrs(s, "inverse_sqrt") and p.offset in tuple(s.inverse_sqrt.offsets)
+    return grid or (p.lr, p.offset) in tuple(s.inverse_sqrt.get("pairs", ()))
   if p.offset is not None:
     return p.offset in tuple(s.inverse_sqrt.offsets)
   if p.method == "cosine":
@@ -165,7 +172,9 @@ def apply(sweep, points):
   for p in points:
     if present(s, p):
       continue
-    if p.offset is not None:
+    if p.offset is not None and p.lr is not None:
+      s.inverse_sqrt.pairs = (*tuple(s.inverse_sqrt.get("pairs", ())), (p.lr, p.offset))
+    elif p.offset is not None:
       s.inverse_sqrt.offsets = (*s.inverse_sqrt.offsets, p.offset)
     elif p.method == "cosine":
       s.cosine.horizon_lrs = (*tuple(s.cosine.get("horizon_lrs", ())), (p.horizon, p.lr))
@@ -204,22 +213,24 @@ def _around(selected, grid) -> tuple[float, float]:
   return (max(below) if below else selected), (min(above) if above else selected)
 
 
-def _lr_points(method, h, lr, status) -> tuple[Point, ...]:
+def _lr_points(method, h, lr, status, offset=None) -> tuple[Point, ...]:
+  """The LR points beyond ``lr`` (inverse-sqrt: at the selected ``offset``)."""
   at = float(h) if method == "cosine" else None
   out = []
   if status in ("edge-low", "edge-both", "diverged"):
-    out.append(Point(method, lr=grid_lr(lr / STEP), horizon=at))
+    out.append(Point(method, lr=grid_lr(lr / STEP), offset=offset, horizon=at))
   if status in ("edge-high", "edge-both"):
-    out.append(Point(method, lr=grid_lr(lr * STEP), horizon=at))
+    out.append(Point(method, lr=grid_lr(lr * STEP), offset=offset, horizon=at))
   return tuple(out)
 
 
-def _offset_points(offset, status, ratio) -> tuple[Point, ...]:
+def _offset_points(offset, status, ratio, lr) -> tuple[Point, ...]:
+  """The inverse-sqrt offsets beyond ``offset``, each at the selected ``lr``."""
   out = []
   if status in ("edge-low", "edge-both"):
-    out.append(Point("inverse_sqrt", offset=float(max(1, round(offset / ratio)))))
+    out.append(Point("inverse_sqrt", lr=lr, offset=float(max(1, round(offset / ratio)))))
   if status in ("edge-high", "edge-both"):
-    out.append(Point("inverse_sqrt", offset=float(round(offset * ratio))))
+    out.append(Point("inverse_sqrt", lr=lr, offset=float(round(offset * ratio))))
   return tuple(out)
 
 
@@ -254,12 +265,12 @@ def status(sweep, runs, root: str) -> list[Row]:
       st = _edge(pick.lr, grid)
       lo, hi = _around(pick.lr, grid)
       rows.append(Row(v.label, v.method, h, "lr", pick.lr, lo, hi, st,
-                      _lr_points(v.method, h, pick.lr, st)))  # fmt: skip
+                      _lr_points(v.method, h, pick.lr, st, pick.offset)))  # fmt: skip
       if "offset" in axes:
         grid = {r.offset for r in at if (r.lr, r.b2) == (pick.lr, pick.b2)}
         st = _edge(pick.offset, grid)
         lo, hi = _around(pick.offset, grid)
-        adds = _offset_points(pick.offset, st, ratio)
+        adds = _offset_points(pick.offset, st, ratio, pick.lr)
         rows.append(Row(v.label, v.method, h, "offset", pick.offset, lo, hi, st, adds))
   if fig2.applies(sweep):
     rows += _trajectory_rows(sweep, runs, states, results, ratio)
@@ -285,11 +296,11 @@ def _trajectory_rows(sweep, runs, states, results, ratio) -> list[Row]:
     grid = {r.lr for r in same if (r.b2, r.offset) == (t.b2, t.offset)}
     st = _edge(t.lr, grid)
     rows.append(Row(label, method, h, "lr", t.lr, *_around(t.lr, grid), st,
-                    _lr_points(method, h, t.lr, st)))  # fmt: skip
+                    _lr_points(method, h, t.lr, st, t.offset)))  # fmt: skip
     if "offset" in axes:
       grid = {r.offset for r in same if (r.lr, r.b2) == (t.lr, t.b2)}
       st = _edge(t.offset, grid)
-      adds = _offset_points(t.offset, st, ratio)
+      adds = _offset_points(t.offset, st, ratio, t.lr)
       rows.append(Row(label, method, h, "offset", t.offset, *_around(t.offset, grid), st, adds))
   return rows
 
@@ -310,7 +321,7 @@ def _num(x) -> str:
 
 def _point(p: Point) -> str:
   if p.offset is not None:
-    return f"offset {p.offset:g}"
+    return (f"lr {p.lr:g} " if p.lr is not None else "") + f"offset {p.offset:g}"
   return f"lr {p.lr:g}" + (f" at {p.horizon:g}x" if p.horizon is not None else "")
 
 

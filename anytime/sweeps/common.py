@@ -440,13 +440,16 @@ def expand(s) -> list[Run]:
           runs.append(_run(s, "constant", reach, lr, b2, seed, extra=extra))
   if s.inverse_sqrt.enabled:
     top = max(s.inverse_sqrt.offsets)
-    for off in s.inverse_sqrt.offsets:
+    # The lrs x offsets grid, then single (lr, offset) runs off it (anytime.sweeps.bracket's).
+    grid = [(lr, off) for off in s.inverse_sqrt.offsets for lr in s.inverse_sqrt.lrs]
+    pairs = [p for p in s.inverse_sqrt.get("pairs", ()) if tuple(p) not in grid]
+    for i, (lr, off) in enumerate(grid + pairs):
       extra = [("horizons", _tuple(s.horizons)), averages, ("opt.offset", _fmt(off))]
-      for lr in s.inverse_sqrt.lrs:
-        for b2 in s.inverse_sqrt.b2s:
-          seeds = seeds_for("inverse_sqrt", longest, lr, b2) if off == top else s.seeds
-          for seed in seeds:
-            runs.append(_run(s, "inverse_sqrt", longest, lr, b2, seed, offset=off, extra=extra))
+      for b2 in s.inverse_sqrt.b2s:
+        on_grid = i < len(grid) and off == top
+        seeds = seeds_for("inverse_sqrt", longest, lr, b2) if on_grid else s.seeds
+        for seed in seeds:
+          runs.append(_run(s, "inverse_sqrt", longest, lr, b2, seed, offset=off, extra=extra))
   for shape in tuple(s.wsd.shapes) if s.wsd.enabled else ():
     for h in s.horizons:
       for lr in s.wsd.lrs:

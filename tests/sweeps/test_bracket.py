@@ -95,17 +95,17 @@ def test_edges_propose_the_next_sqrt2_point_and_interior_nothing(finished):
   assert (isq.selected, isq.status) == (0.003, "interior")
   off = rows[("inverse-sqrt+EMA (tuned)", 4, "offset")]
   assert (off.selected, off.low, off.status) == (40.0, 20.0, "edge-high")
-  assert off.adds == (bracket.Point("inverse_sqrt", offset=80.0),)
+  assert off.adds == (bracket.Point("inverse_sqrt", lr=0.003, offset=80.0),)  # one run
   # One run covers every anytime horizon: the three horizons' proposals are one point.
   points = bracket.proposals(list(rows.values()), s)
   assert set(points) == {
     bracket.Point("cosine", lr=0.0141, horizon=1.0),
     bracket.Point("cosine", lr=0.000707, horizon=4.0),
-    bracket.Point("inverse_sqrt", offset=80.0),
+    bracket.Point("inverse_sqrt", lr=0.003, offset=80.0),
     bracket.Point("schedule_free", lr=0.0141),
   }
   text = bracket.table(list(rows.values()))
-  assert "edge-high  lr 0.0141 at 1x" in text and "offset 80" in text
+  assert "edge-high  lr 0.0141 at 1x" in text and "lr 0.003 offset 80" in text
 
 
 def test_a_single_lr_is_bracketed_on_both_sides(finished):
@@ -147,8 +147,11 @@ def test_rounds_grow_the_grid_until_every_pick_is_interior(tmp_path):
     ("cosine", 4.0, 0.0005, None),
     ("cosine", 4.0, 0.000354, None),
     ("cosine", 4.0, 0.00025, None),
-    ("inverse_sqrt", None, None, 80.0),
-    ("inverse_sqrt", None, None, 160.0),
+    # Single runs: offsets at the selected LR; once offset 80 is selected, its own LR neighbours.
+    ("inverse_sqrt", None, 0.003, 80.0),
+    ("inverse_sqrt", None, 0.003, 160.0),
+    ("inverse_sqrt", None, 0.00212, 80.0),
+    ("inverse_sqrt", None, 0.00424, 80.0),
     ("schedule_free", None, 0.0141, None),
     ("schedule_free", None, 0.0199, None),
   }
@@ -192,6 +195,28 @@ def test_bracket_json_round_trips_into_expand_with_stable_names(tmp_path):
     r.name for r in sc.expand(grown) if r.name not in before
   ]
   assert s.cosine.get("horizon_lrs", ()) == () and 0.0141 not in s.constant.lrs  # not mutated
+
+
+def test_inverse_sqrt_points_are_single_runs_at_the_other_axis_selection(tmp_path):
+  s = make_sweep()
+  points = [
+    bracket.Point("inverse_sqrt", lr=0.003, offset=80.0),  # an offset at the selected LR
+    bracket.Point("inverse_sqrt", lr=0.0141, offset=40.0),  # an LR at the selected offset
+    bracket.Point("inverse_sqrt", lr=0.01, offset=40.0),  # already on the grid: nothing
+  ]
+  bracket.write(str(tmp_path), s, points)
+  assert bracket.read(str(tmp_path), s) == points
+  grown = bracket.load(s, str(tmp_path))
+  assert not bracket.present(s, points[0]) and bracket.present(grown, points[0])
+  assert bracket.present(s, points[2])
+  before = {r.name for r in sc.expand(s)}
+  added = [r for r in sc.expand(grown) if r.name not in before]
+  assert [r.name for r in added] == [
+    "inverse_sqrt_o80_h4_lr0.003_b0.95_s0",
+    "inverse_sqrt_o40_h4_lr0.0141_b0.95_s0",
+  ]
+  assert [dict(r.overrides)["opt.offset"] for r in added] == ["80", "40"]
+  assert grown.inverse_sqrt.offsets == s.inverse_sqrt.offsets  # the grid itself is unchanged
 
 
 def test_a_wsd_point_adds_its_constant_parent():
@@ -250,7 +275,7 @@ def test_cli_prints_status_and_the_extra_commands(finished, monkeypatch, capsys)
   assert _main(["--sweep=x", f"--root={root}", "--bracket"], s, monkeypatch) == 0
   out = capsys.readouterr().out
   assert "cosine (tuned)" in out and "edge-high" in out
-  assert "# 6 run(s) to add" in out  # 2 cosine, 3 inverse-sqrt at offset 80, 1 Schedule-Free
+  assert "# 4 run(s) to add" in out  # 2 cosine, inverse-sqrt offset 80 at lr 0.003, Schedule-Free
   assert f"--workdir={os.path.join(root, 'cosine_h1_lr0.0141_b0.95_s0')}" in out
   assert not os.path.exists(os.path.join(root, bracket.FILE))  # printing writes nothing
 
@@ -284,7 +309,7 @@ def test_figure2_trajectories_are_bracketed_in_a_sweep_with_headline_seeds(finis
   assert rows[("inverse-sqrt LR + EMA (Figure 2)", 4, "lr")].status == "interior"
   off = rows[("inverse-sqrt LR + EMA (Figure 2)", 4, "offset")]
   assert (off.selected, off.status, off.adds) == (40.0, "edge-high", (bracket.Point(
-    "inverse_sqrt", offset=80.0),))  # fmt: skip
+    "inverse_sqrt", lr=0.003, offset=80.0),))  # fmt: skip
   # Only the LR of the selected trajectory counts: with 0.01 gone, 0.003 sits on the top edge.
   s.constant.lrs = (0.001, 0.003)
   runs = sc.expand(s)
