@@ -37,14 +37,15 @@ import tempfile
 import time
 
 from anytime import cli
+from anytime.sweeps import collect
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHIVE = ".tar.xz"
 PRESET = 9
-LOG_FILES = ("config.json", "eval.jsonl", "run.json", "train.jsonl")  # what a run folder holds
+LOG_FILES = collect.LOG_FILES  # what a run folder holds (the files --collect copies)
 # A sweep root's own records, packed beside its run folders: the grid points --bracket added and
 # the configurations --headline repeated with more seeds (anytime.sweeps.bracket, .headline).
-SWEEP_FILES = ("bracket.json", "headline.json")
+SWEEP_FILES = collect.SWEEP_RECORDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -261,17 +261,7 @@ def status(sweep, runs, root: str) -> list[Row]:
         adds = _lr_points(v.method, h, low, "diverged") if low else ()
         rows.append(Row(v.label, v.method, h, "lr", None, low, None, "diverged", adds))
         continue
-      grid = {r.lr for r in at if (r.b2, r.offset) == (pick.b2, pick.offset)}
-      st = _edge(pick.lr, grid)
-      lo, hi = _around(pick.lr, grid)
-      rows.append(Row(v.label, v.method, h, "lr", pick.lr, lo, hi, st,
-                      _lr_points(v.method, h, pick.lr, st, pick.offset)))  # fmt: skip
-      if "offset" in axes:
-        grid = {r.offset for r in at if (r.lr, r.b2) == (pick.lr, pick.b2)}
-        st = _edge(pick.offset, grid)
-        lo, hi = _around(pick.offset, grid)
-        adds = _offset_points(pick.offset, st, ratio, pick.lr)
-        rows.append(Row(v.label, v.method, h, "offset", pick.offset, lo, hi, st, adds))
+      rows += _pick_rows(v.label, v.method, h, pick, at, axes, ratio)
   if fig2.applies(sweep):
     rows += _trajectory_rows(sweep, runs, states, results, ratio)
   return rows
@@ -293,15 +283,23 @@ def _trajectory_rows(sweep, runs, states, results, ratio) -> list[Row]:
       rows += [Row(label, method, h, a, None, None, None, "waiting", ()) for a in axes]
       continue
     same = [r for r in runs if r.method == method and r.seed == sweep.seeds[0]]
-    grid = {r.lr for r in same if (r.b2, r.offset) == (t.b2, t.offset)}
-    st = _edge(t.lr, grid)
-    rows.append(Row(label, method, h, "lr", t.lr, *_around(t.lr, grid), st,
-                    _lr_points(method, h, t.lr, st, t.offset)))  # fmt: skip
-    if "offset" in axes:
-      grid = {r.offset for r in same if (r.lr, r.b2) == (t.lr, t.b2)}
-      st = _edge(t.offset, grid)
-      adds = _offset_points(t.offset, st, ratio, t.lr)
-      rows.append(Row(label, method, h, "offset", t.offset, *_around(t.offset, grid), st, adds))
+    rows += _pick_rows(label, method, h, t, same, axes, ratio)
+  return rows
+
+
+def _pick_rows(label, method, h, pick, runs, axes, ratio) -> list[Row]:
+  """The rows of one selection ``pick`` (anything with lr, b2, offset): its LR against the LRs
+  of ``runs`` at its b2 and offset, and (inverse-sqrt) its offset against their offsets at its
+  LR and b2, with the points that would bracket each."""
+  grid = {r.lr for r in runs if (r.b2, r.offset) == (pick.b2, pick.offset)}
+  st = _edge(pick.lr, grid)
+  rows = [Row(label, method, h, "lr", pick.lr, *_around(pick.lr, grid), st,
+              _lr_points(method, h, pick.lr, st, pick.offset))]  # fmt: skip
+  if "offset" in axes:
+    grid = {r.offset for r in runs if (r.lr, r.b2) == (pick.lr, pick.b2)}
+    st = _edge(pick.offset, grid)
+    rows.append(Row(label, method, h, "offset", pick.offset, *_around(pick.offset, grid), st,
+                    _offset_points(pick.offset, st, ratio, pick.lr)))  # fmt: skip
   return rows
 
 
