@@ -13,6 +13,7 @@ exit code 2, before anything starts (anytime/lm/usage.py).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -26,11 +27,13 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "processes in the run"
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "this process's index")
 _CPU_DEVICES = flags.DEFINE_integer(
   "cpu_devices",
-  0,
+  None,
   "split the host CPU into this many XLA devices (-1: one per core; 0: JAX's default, one). "
   "The mesh's -1 axis spans them, i.e. data parallelism over the cores: XLA:CPU runs a batched "
   "matmul (attention) on one thread, so one device per core is how it uses every core "
-  "(docs/performance.md). Results equal the one-device run up to float rounding.",
+  "(docs/performance.md). Results equal the one-device run up to float rounding. Unset: one "
+  "per core when the run is one process, the mesh's -1 axis is data or fsdp and the batches "
+  "split evenly over the cores, at least 1,024 tokens per device; else one.",
 )
 _DISTRIBUTED = flags.DEFINE_bool(
   "distributed", False, "call jax.distributed.initialize() with cluster auto-detection (TPU, SLURM)"
@@ -38,13 +41,32 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 
 def _configure_cpu_devices() -> None:
-  """Applies --cpu_devices; must run before anything starts a JAX backend."""
+  """Applies --cpu_devices (or its default); must run before anything starts a JAX backend."""
   from anytime.lm import sharding
 
+  n = _CPU_DEVICES.value
+  if n is None:  # the default: one device per core when the run splits evenly over them
+    one_process = _NUM_PROCESSES.value <= 1 and not _DISTRIBUTED.value
+    cfg = _CONFIG.value
+    n = sharding.auto_cpu_devices(cfg.mesh, _batches(cfg), cfg.model.seq_len, _cores())
+    n = n if one_process else 0
   try:
-    sharding.set_cpu_devices(_CPU_DEVICES.value)
+    sharding.set_cpu_devices(n)
   except ValueError as e:
     raise app.UsageError(f"--{e}") from None
+
+
+def _cores() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _batches(cfg) -> tuple:
+  """(train micro-batch, eval batch) as the plan will compute them; None where not an integer."""
+  batch, accum = cfg.get("batch_size"), cfg.get("grad_accum", 1)
+  ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (batch, accum))
+  micro = batch // accum if ints and batch % accum == 0 else None
+  eval_batch = cfg.get("eval_batch_size", 0)
+  return micro, (eval_batch if isinstance(eval_batch, int) and eval_batch else micro)
 
 
 def _initialize_distributed() -> None:

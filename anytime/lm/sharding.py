@@ -48,6 +48,33 @@ def set_cpu_devices(n: int) -> None:
     jax.config.update("jax_num_cpu_devices", cores if n == -1 else n)
 
 
+# Below this many tokens per device per step, splitting the host costs more than it gains
+# (tiny, 64 tokens per device: 0.80x; micro and nano, 2,048: 1.03-1.04x; docs/performance.md).
+MIN_TOKENS_PER_CPU_DEVICE = 1024
+
+
+def auto_cpu_devices(mesh: Sequence[int], batches: Sequence, seq_len: int, cores: int) -> int:
+  """Devices for the trainer's default ``--cpu_devices``: ``cores`` or 0 (JAX's one device).
+
+  One XLA:CPU device per core is how a one-process CPU run uses every core (XLA runs a batched
+  matmul, the attention products, on one thread; the 15m step is 1.16x faster this way,
+  docs/performance.md). Taken only when the mesh's ``-1`` axis is ``data`` or ``fsdp``, every
+  batch in ``batches`` (train micro-batch, eval batch) splits evenly over the resulting
+  data x fsdp shards, and each device gets at least :data:`MIN_TOKENS_PER_CPU_DEVICE` tokens
+  of the train micro-batch; otherwise the run keeps one device.
+  """
+  mesh = tuple(mesh)
+  if cores < 2 or len(mesh) != 3 or -1 not in mesh[:2]:
+    return 0
+  try:
+    data, fsdp, _ = resolve_mesh_shape(mesh, cores)
+  except ValueError:
+    return 0
+  shards = data * fsdp
+  ok = all(isinstance(b, int) and b >= 1 and b % shards == 0 for b in batches)
+  return cores if ok and batches[0] * seq_len >= MIN_TOKENS_PER_CPU_DEVICE * shards else 0
+
+
 def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int, int]:
   """(data, fsdp, tensor) with at most one -1 (= the devices left), validated."""
   shape = tuple(int(s) for s in shape)

@@ -9,13 +9,13 @@ so only the step is timed; the data pipeline is experiments.bench.data):
 
 * the roofline reference: the best dense fp32 matmul rate of this process (jnp.dot, a few sizes);
 * the trainer's own jitted train step (anytime.lm.train.Trainer.train_step, the state donated)
-  as configured (loss_chunk 1024, einsum attention, no averages, one CPU device), and the
-  variants that measure one change each: the full-logits loss (loss_chunk 0, the step before
-  the chunked loss head), the attention before head-major operands (experiments.bench.legacy),
-  jax.nn.dot_product_attention, XLA fast math, block-causal attention (model.causal_blocks 2),
-  one XLA device per core (the trainer's ``--cpu_devices=-1``: a data mesh over the cores),
-  both together (the "CPU setup"), and 1 and 5 weight averages (opt.averages) on one device
-  and on the CPU setup;
+  with its defaults (loss_chunk 1024, einsum attention, no averages, one XLA device per core
+  when the batch splits over them, as ``python -m anytime.lm`` without ``--cpu_devices``), and
+  the variants that measure one change each: the full-logits loss (loss_chunk 0, the step
+  before the chunked loss head), the attention before head-major operands
+  (experiments.bench.legacy), block-causal attention (model.causal_blocks 2), one device (the
+  trainer's default before device per core), the "CPU setup" (the defaults + causal_blocks 2),
+  and 1 and 5 weight averages (opt.averages) on the defaults and on the CPU setup;
 * the same model in plain PyTorch (experiments.bench.torch_reference), eager and torch.compile'd,
   after asserting the same parameter count and, with the JAX model's weights copied in, the
   same loss (within 1e-4);
@@ -81,7 +81,11 @@ def bench_config(preset: str, batch: int, **overrides):
   cfg.data.vocab_size = VOCAB
   cfg.opt.averages = ()
   cfg.peak_flops = 1.0  # no start-up measurement: this script measures its own reference
-  cfg.mesh = (1, 1, 1)  # one device unless overridden (the process may have one per core)
+  # The trainer's default device count (anytime.lm's --cpu_devices unset) on this process's
+  # devices: one per core when the batch splits over them, else one.
+  cores = len(os.sched_getaffinity(0))
+  auto = sharding_lib.auto_cpu_devices(cfg.mesh, (batch, batch), cfg.model.seq_len, cores)
+  cfg.mesh = (min(auto, jax.device_count()) or 1, 1, 1)
   return lm_config.override(cfg, overrides)
 
 
@@ -185,20 +189,30 @@ def check_same_model(mcfg, batch: int) -> tuple[float, float]:
   return jax_loss, torch_loss
 
 
-def time_rounds(variants: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict:
+def time_rounds(
+  variants: dict[str, Callable[[], None]], rounds: int, steps: int, cores: dict | None = None
+) -> dict:
   """Fastest single step of each variant over interleaved rounds of ``steps`` steps.
 
   A pause before each variant lets the previous one's worker threads (OpenMP's and XLA's
   spin-wait after their work) go idle, so they do not eat into the next variant's time.
+  ``cores``, if given, receives each variant's cores busy: the process's CPU time (every
+  thread, user + system) over the wall time of all its timed steps.
   """
   best = dict.fromkeys(variants, np.inf)
+  cpu, wall = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0.0)
   for _ in range(rounds):
     for name, step in variants.items():
       time.sleep(0.3)
       for _ in range(steps):
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         step()
-        best[name] = min(best[name], time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        cpu[name] += time.process_time() - cpu_start
+        wall[name] += seconds
+        best[name] = min(best[name], seconds)
+  if cores is not None:
+    cores.update({name: cpu[name] / wall[name] for name in variants})
   return best
 
 
@@ -221,11 +235,7 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
     "jax, seq-major attn": (base, None, bench_legacy.sequence_major_attention),
     "jax, 3-D projections": (base, None, bench_legacy.three_d_projections),
     "jax, causal_blocks 2": (bench_config(preset, batch, **CPU_SETUP), None, none),
-    "jax, device per core": (
-      bench_config(preset, batch, mesh=(jax.device_count(), 1, 1)),
-      None,
-      none,
-    ),
+    "jax, one device": (bench_config(preset, batch, mesh=(1, 1, 1)), None, none),
     "jax (CPU setup)": (bench_config(preset, batch, **cpu_setup()), None, none),
     "CPU setup, consecutive chunks": (
       bench_config(preset, batch, **cpu_setup()),
@@ -283,10 +293,11 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
   # Short steps get more samples per round (at least ~2 s of each variant per round).
   steps = max(args.steps, min(8, int(2.0 / (time.perf_counter() - start))))
   print(f"  timing: {args.rounds} interleaved rounds x {steps} steps per variant, fastest kept")
-  best = time_rounds(variants, args.rounds, steps)
+  cores: dict[str, float] = {}
+  best = time_rounds(variants, args.rounds, steps, cores)
   t_ref = best["jax (trainer)"]
   print(
-    f"  {'variant':<30}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}"
+    f"  {'variant':<30}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'cores':>7}"
     f"{'ours / this, tokens/s':>23}"
   )
   for name, seconds in best.items():
@@ -294,9 +305,9 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
     flops_s = tokens_s * ref["flops_per_token"]
     print(
       f"  {name:<30}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
-      f"{flops_s / peak:>7.1%}{seconds / t_ref:>23.3f}"
+      f"{flops_s / peak:>7.1%}{cores[name]:>7.2f}{seconds / t_ref:>23.3f}"
     )
-  for base_name, label in (("jax (trainer)", "one device"), ("jax (CPU setup)", "CPU setup")):
+  for base_name, label in (("jax (trainer)", "defaults"), ("jax (CPU setup)", "CPU setup")):
     prefix = "jax" if base_name == "jax (trainer)" else "CPU setup"
     for k in (1, 5):
       name = f"{prefix} + {k} average{'s' * (k > 1)}"
@@ -364,7 +375,7 @@ def main(argv=None) -> None:
   if args.profile:
     batch = batches.get(args.profile, 32)
     for overrides in ({}, cpu_setup()):
-      print(f"\n{args.profile}, overrides {overrides or 'none (one device)'}:")
+      print(f"\n{args.profile}, overrides {overrides or 'none (trainer defaults)'}:")
       bench_profile.print_profile(bench_config(args.profile, batch, **overrides), random_batch)
     return
   rates = matmul_peak()

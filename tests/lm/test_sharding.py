@@ -85,3 +85,27 @@ def test_chunked_loss_head_stays_sharded_over_the_batch():
   losses, _, _ = util.train_steps(cfg, STEPS)
   losses_1, _, _ = util.train_steps(util.tiny_config(**{"model.loss_chunk": 0}), STEPS)
   np.testing.assert_allclose(losses, losses_1, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "mesh, batches, seq_len, cores, expected",
+  [
+    ((-1, 1, 1), (32, 32), 128, 2, 2),  # nano: 2,048 tokens per device
+    ((1, -1, 1), (32, 32), 128, 2, 2),  # the -1 axis may be fsdp
+    ((-1, 1, 1), (32, 16), 128, 4, 4),
+    ((-1, 1, 1), (32, 32), 128, 1, 0),  # one core: nothing to split
+    ((1, 1, 1), (32, 32), 128, 2, 0),  # a fixed mesh is the user's choice
+    ((1, 1, -1), (32, 32), 128, 2, 0),  # tensor parallelism over cores is not data parallelism
+    ((-1, 1, 1), (33, 33), 128, 2, 0),  # the batch does not split evenly
+    ((-1, 1, 1), (32, 3), 128, 2, 0),  # nor does the eval batch
+    ((-1, 1, 1), (None, 32), 128, 2, 0),  # batch_size / grad_accum not an integer
+    ((-1, 1, 1), (8, 8), 16, 2, 0),  # tiny: 64 tokens per device, overhead wins
+    ((-1, 1, 1), (16, 16), 128, 2, 2),  # exactly MIN_TOKENS_PER_CPU_DEVICE per device
+    ((-1, 1, 1), (16, 16), 127, 2, 0),
+    ((2, -1, 1), (32, 32), 128, 4, 4),  # data 2 x fsdp 2
+    ((3, -1, 1), (32, 32), 128, 4, 0),  # 4 cores do not divide by data=3
+  ],
+)
+def test_auto_cpu_devices(mesh, batches, seq_len, cores, expected):
+  assert sharding_lib.MIN_TOKENS_PER_CPU_DEVICE == 1024  # the rows above are written for it
+  assert sharding_lib.auto_cpu_devices(mesh, batches, seq_len, cores) == expected

@@ -227,20 +227,43 @@ def test_optimizer_multipliers_schedule_and_lr_readout():
     optim.make_optimizer(opt, total_steps=10)
 
 
-@pytest.mark.parametrize("flag, devices", [("2", 2), ("-1", len(os.sched_getaffinity(0)))])
-def test_cpu_devices_flag_splits_the_host_into_a_data_mesh(flag, devices):
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-  command = [sys.executable, "-m", "anytime.lm", "--config=configs/lm.py:model=tiny"]
-  out = subprocess.run(
-    [*command, f"--cpu_devices={flag}", "--dry_run"], cwd=root, env=env, capture_output=True
+_CORES = sorted(os.sched_getaffinity(0))[:2]  # the subprocesses run on at most two cores
+_TRAINER = [sys.executable, "-m", "anytime.lm", "--config=configs/lm.py:model=tiny", "--dry_run"]
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+
+
+def _dry_run(flags):
+  return subprocess.run(
+    [*_TRAINER, *flags],
+    cwd=_ROOT,
+    env=_ENV,
+    capture_output=True,
+    preexec_fn=lambda: os.sched_setaffinity(0, _CORES),
   )
+
+
+@pytest.mark.parametrize(
+  "flags, devices",
+  [
+    (["--cpu_devices=2"], 2),
+    (["--cpu_devices=-1"], len(_CORES)),
+    # Unset: one device per core when each gets >= 1,024 tokens of the batch.
+    ([], 1),  # tiny: 8 x 16 tokens
+    (["--config.batch_size=64", "--config.model.seq_len=64"], len(_CORES)),  # 2,048 per core
+    (["--config.batch_size=63", "--config.model.seq_len=64"], 1),  # 63 does not split
+    (["--config.batch_size=64", "--config.model.seq_len=64", "--cpu_devices=0"], 1),
+  ],
+)
+def test_cpu_devices_flag_splits_the_host_into_a_data_mesh(flags, devices):
+  out = _dry_run(flags)
   assert out.returncode == 0, out.stderr.decode()
   assert f"'data': {devices}, 'fsdp': 1" in out.stdout.decode()
   assert f"over {devices} cpu device(s)" in out.stdout.decode()
-  bad = subprocess.run(
-    [*command, "--cpu_devices=-2", "--dry_run"], cwd=root, env=env, capture_output=True
-  )
+
+
+def test_cpu_devices_flag_refuses_what_it_cannot_do():
+  bad = _dry_run(["--cpu_devices=-2"])
   assert bad.returncode != 0 and b"--cpu_devices=-2 must be" in bad.stderr
 
 
