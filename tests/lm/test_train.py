@@ -228,19 +228,18 @@ def test_optimizer_multipliers_schedule_and_lr_readout():
 
 
 _CORES = sorted(os.sched_getaffinity(0))[:2]  # the subprocesses run on at most two cores
-_TRAINER = [sys.executable, "-m", "anytime.lm", "--config=configs/lm.py:model=tiny", "--dry_run"]
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+# The child pins itself (a preexec_fn would fork this multithreaded JAX process).
+_PINNED_TRAINER = (
+  f"import os, runpy, sys; os.sched_setaffinity(0, {_CORES}); sys.argv[0] = 'anytime.lm'; "
+  "runpy.run_module('anytime.lm', run_name='__main__', alter_sys=True)"
+)
 
 
 def _dry_run(flags):
-  return subprocess.run(
-    [*_TRAINER, *flags],
-    cwd=_ROOT,
-    env=_ENV,
-    capture_output=True,
-    preexec_fn=lambda: os.sched_setaffinity(0, _CORES),
-  )
+  command = [sys.executable, "-c", _PINNED_TRAINER, "--config=configs/lm.py:model=tiny"]
+  return subprocess.run([*command, *flags, "--dry_run"], cwd=_ROOT, env=_ENV, capture_output=True)
 
 
 @pytest.mark.parametrize(
