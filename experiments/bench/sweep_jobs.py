@@ -47,6 +47,11 @@ def _rate(workdir: str, skip: int) -> float:
   return statistics.median(rates[skip:])
 
 
+def _mesh_line(log_path: str) -> str:
+  with open(log_path) as f:
+    return next((ln.strip() for ln in f if ln.startswith("mesh:")), "no mesh line in the log")
+
+
 def _run_jobs(args, tmp: str, tag: str, pins) -> list[float]:
   procs = []
   for i, cores in enumerate(pins):
@@ -91,6 +96,9 @@ def main(argv=None) -> None:
     for r in range(args.rounds):
       (a,) = _run_jobs(args, tmp, f"one{r}", [None])
       b = _run_jobs(args, tmp, f"two{r}", [(cores[0],), (cores[1],)])
+      if r == 0:  # the trainer picks its devices itself (--cpu_devices unset): say which
+        for tag in ("one0_0", "two0_0"):
+          print(f"  {tag}: {_mesh_line(os.path.join(tmp, f'{tag}.log'))}")
       one.append(a)
       two.append(sum(b))
       print(f"round {r}: one run on {len(cores)} cores {a:,.0f} tok/s; two pinned runs "
