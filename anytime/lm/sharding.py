@@ -49,7 +49,7 @@ def set_cpu_devices(n: int) -> None:
 
 
 # Below this many tokens per device per step, splitting the host costs more than it gains
-# (tiny, 64 tokens per device: 0.80x; micro and nano, 2,048: 1.03-1.04x; docs/performance.md).
+# (tiny, 64 tokens per device: 0.80x; micro and nano, 2,048: 1.03-1.08x; docs/performance.md).
 MIN_TOKENS_PER_CPU_DEVICE = 1024
 
 
@@ -57,18 +57,20 @@ def auto_cpu_devices(mesh: Sequence[int], batches: Sequence, seq_len: int, cores
   """Devices for the trainer's default ``--cpu_devices``: ``cores`` or 0 (JAX's one device).
 
   One XLA:CPU device per core is how a one-process CPU run uses every core (XLA runs a batched
-  matmul, the attention products, on one thread; the 15m step is 1.16x faster this way,
+  matmul, the attention products, on one thread; the 15m step is 1.15x faster this way,
   docs/performance.md). Taken only when the mesh's ``-1`` axis is ``data`` or ``fsdp``, every
   batch in ``batches`` (train micro-batch, eval batch) splits evenly over the resulting
   data x fsdp shards, and each device gets at least :data:`MIN_TOKENS_PER_CPU_DEVICE` tokens
   of the train micro-batch; otherwise the run keeps one device.
   """
-  mesh = tuple(mesh)
-  if cores < 2 or len(mesh) != 3 or -1 not in mesh[:2]:
-    return 0
+  if cores < 2 or isinstance(seq_len, bool) or not isinstance(seq_len, int):
+    return 0  # a malformed seq_len is the config validation's to report
   try:
+    mesh = tuple(mesh)
+    if len(mesh) != 3 or -1 not in mesh[:2]:
+      return 0
     data, fsdp, _ = resolve_mesh_shape(mesh, cores)
-  except ValueError:
+  except (TypeError, ValueError):  # likewise a malformed mesh
     return 0
   shards = data * fsdp
   ok = all(isinstance(b, int) and b >= 1 and b % shards == 0 for b in batches)

@@ -104,6 +104,10 @@ def test_chunked_loss_head_stays_sharded_over_the_batch():
     ((-1, 1, 1), (16, 16), 127, 2, 0),
     ((2, -1, 1), (32, 32), 128, 4, 4),  # data 2 x fsdp 2
     ((3, -1, 1), (32, 32), 128, 4, 0),  # 4 cores do not divide by data=3
+    # Malformed fields: one device, and the config validation names the field later.
+    ((-1, 1, 1), (32, 32), "128", 2, 0),
+    ((-1, None, 1), (32, 32), 128, 2, 0),
+    (None, (32, 32), 128, 2, 0),
   ],
 )
 def test_auto_cpu_devices(mesh, batches, seq_len, cores, expected):
