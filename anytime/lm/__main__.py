@@ -13,7 +13,6 @@ exit code 2, before anything starts (anytime/lm/usage.py).
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -48,16 +47,12 @@ def _configure_cpu_devices() -> None:
   if n is None:  # the default: one device per core when the run splits evenly over them
     one_process = _NUM_PROCESSES.value <= 1 and not _DISTRIBUTED.value
     cfg = _CONFIG.value
-    n = sharding.auto_cpu_devices(cfg.mesh, _batches(cfg), cfg.model.seq_len, _cores())
+    n = sharding.auto_cpu_devices(cfg.mesh, _batches(cfg), cfg.model.seq_len, sharding.host_cores())
     n = n if one_process else 0
   try:
     sharding.set_cpu_devices(n)
   except ValueError as e:
     raise app.UsageError(f"--{e}") from None
-
-
-def _cores() -> int:
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _batches(cfg) -> tuple:

@@ -44,8 +44,12 @@ def set_cpu_devices(n: int) -> None:
   if isinstance(n, bool) or not isinstance(n, int) or n < -1:
     raise ValueError(f"cpu_devices={n!r} must be -1 (one per core), 0 (default) or >= 1.")
   if n:
-    cores = len(os.sched_getaffinity(0))  # the cores this process may run on
-    jax.config.update("jax_num_cpu_devices", cores if n == -1 else n)
+    jax.config.update("jax_num_cpu_devices", host_cores() if n == -1 else n)
+
+
+def host_cores() -> int:
+  """The cores this process may run on (its affinity mask: a pinned job sees its own)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # Below this many tokens per device per step, splitting the host costs more than it gains

@@ -83,7 +83,7 @@ def bench_config(preset: str, batch: int, **overrides):
   cfg.peak_flops = 1.0  # no start-up measurement: this script measures its own reference
   # The trainer's default device count (anytime.lm's --cpu_devices unset) on this process's
   # devices: one per core when the batch splits over them, else one.
-  cores = len(os.sched_getaffinity(0))
+  cores = sharding_lib.host_cores()
   auto = sharding_lib.auto_cpu_devices(cfg.mesh, (batch, batch), cfg.model.seq_len, cores)
   cfg.mesh = (min(auto, jax.device_count()) or 1, 1, 1)
   return lm_config.override(cfg, overrides)
