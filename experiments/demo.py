@@ -15,7 +15,7 @@
    standard library, horizons 1, 2, 4x Chinchilla, fixed peak LRs): a cosine run
    per horizon against ONE constant run with EMA averages and its WSD branches,
    through the real launcher (``anytime/sweeps/launch.py``) and report
-   (``anytime/sweeps/report.py``). The full, tuned version is ``--sweep=mini``.
+   (``anytime/sweeps/report.py``). The full, tuned version is ``--sweep=fig2``.
 
 Everything is written to ``--out`` (default ``out/demo``): PNG figures and
 Markdown tables. ``--skip_lm`` leaves out part 4 (a few minutes).

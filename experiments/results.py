@@ -185,21 +185,6 @@ STUDIES: dict[str, Study] = {
       ),
     ),
   ),
-  "mini": Study(
-    "mini/runs",
-    (
-      Command(
-        (
-          "anytime.sweeps.report",
-          "--sweep=mini",
-          "--root={root}",
-          "--out={results}/mini",
-          "--reference_model=150m",
-        ),
-        ("mini/*.md", "mini/*.csv", "mini/*.png", "mini/runs/*.png"),
-      ),
-    ),
-  ),
   "fig2": Study(
     "fig2/runs",
     (

@@ -100,7 +100,7 @@ def test_bad_arguments_are_refused_before_anything_runs(fake_repo, capsys):
 
 
 def test_the_committed_studies_name_existing_commands():
-  assert set(results.STUDIES) == {"laws_lm", "mini", "fig2", "theory", "mup"}
+  assert set(results.STUDIES) == {"laws_lm", "fig2", "theory", "mup"}
   for study in results.STUDIES.values():
     # A study reads its packed logs, or (runs="") committed tables it names as inputs.
     assert study.archive.endswith(".tar.xz") if study.runs else study.archive == ""

@@ -57,7 +57,7 @@ RUN_PRESETS = {
 # anytime-training, configs/kempner/base-c4-t5.yaml, olmo/model.py, olmo/train.py), applied to
 # the 150m and 300m presets; its architecture and init (not its evaluation) also to micro, the
 # Figure-2 miniature. The other CPU miniatures keep the previous choices (normal 0.02 init,
-# tanh GELU, eps 1e-6) so the committed results/mini and laws studies re-run unchanged.
+# tanh GELU, eps 1e-6) so the committed laws studies re-run unchanged.
 PAPER_PROTOCOL = dict(
   init="mitchell",  # OLMo init_fn: mitchell (fan-in stds, 3-sigma truncation)
   gelu_approximate=False,  # activation_type: gelu -> GELU(approximate="none")

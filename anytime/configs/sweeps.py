@@ -124,7 +124,7 @@ def _paper(model: str) -> ml_collections.ConfigDict:
 
 
 def _mini() -> ml_collections.ConfigDict:
-  """The CPU miniature (docs/sweeps.md): about 3 h of this 2-core machine."""
+  """The first CPU miniature (docs/sweeps.md; superseded by fig2): about 3 h on 2 cores."""
   # Peak LRs half a decade apart. Session 1 ran {1e-3, 3e-3} and cosine chose its top (1e-2) at
   # 1-4x, so every method now also gets 1e-2 and cosine 3e-2 at short horizons: optima bracketed.
   s = _base("mini", "nano", (1, 2, 4, 8, 16), lrs=(1e-3, 3e-3, 1e-2), b2s=(0.95,))
@@ -223,9 +223,9 @@ def _demo() -> ml_collections.ConfigDict:
   s.averages = ("pema6.25", "pema25")
   s.main_average = "pema25"
   s.cosine.lrs = (1e-2,)  # the mini grid's choice at short horizons
-  s.constant.lrs = (3e-3,)  # ... and for constant + EMA (results/mini)
+  s.constant.lrs = (3e-3,)  # ... and for constant + EMA
   s.wsd.lrs = (3e-3,)
-  s.inverse_sqrt.enabled = False  # the full miniature has them (results/mini)
+  s.inverse_sqrt.enabled = False  # the full miniature has them
   s.schedule_free.enabled = False
   return s
 

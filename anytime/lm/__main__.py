@@ -41,27 +41,23 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 def _configure_cpu_devices() -> None:
   """Applies --cpu_devices (or its default); must run before anything starts a JAX backend."""
+  from anytime.lm import plan as plan_lib
   from anytime.lm import sharding
 
   n = _CPU_DEVICES.value
   if n is None:  # the default: one device per core when the run splits evenly over them
     one_process = _NUM_PROCESSES.value <= 1 and not _DISTRIBUTED.value
     cfg = _CONFIG.value
-    n = sharding.auto_cpu_devices(cfg.mesh, _batches(cfg), cfg.model.seq_len, sharding.host_cores())
+    try:
+      batches = plan_lib.batch_sizes(cfg)
+    except ValueError as e:  # reported before any compute, as train.validate would
+      _refuse(str(e))
+    n = sharding.auto_cpu_devices(cfg.mesh, batches, cfg.model.seq_len, sharding.host_cores())
     n = n if one_process else 0
   try:
     sharding.set_cpu_devices(n)
   except ValueError as e:
     raise app.UsageError(f"--{e}") from None
-
-
-def _batches(cfg) -> tuple:
-  """(train micro-batch, eval batch) as the plan will compute them; None where not an integer."""
-  batch, accum = cfg.get("batch_size"), cfg.get("grad_accum", 1)
-  ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (batch, accum))
-  micro = batch // accum if ints and batch % accum == 0 else None
-  eval_batch = cfg.get("eval_batch_size", 0)
-  return micro, (eval_batch if isinstance(eval_batch, int) and eval_batch else micro)
 
 
 def _initialize_distributed() -> None:

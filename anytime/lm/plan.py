@@ -82,11 +82,27 @@ def loss_chunk(cfg) -> int:
   return value
 
 
+def batch_sizes(cfg) -> tuple[int, int]:
+  """(sequences per train_step call, sequences per eval batch), validating those fields."""
+  for field in ("batch_size", "grad_accum"):
+    value = cfg[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      _fail(field, value, "expected an integer >= 1")
+  value = cfg.eval_batch_size
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    _fail("eval_batch_size", value, "expected an integer >= 0")
+  if cfg.batch_size % cfg.grad_accum:
+    _fail("batch_size", cfg.batch_size, f"must be divisible by grad_accum={cfg.grad_accum}")
+  micro = cfg.batch_size // cfg.grad_accum
+  return micro, cfg.eval_batch_size or micro
+
+
 def make_plan(cfg, non_embedding_params: int) -> Plan:
   """Steps of the run, its horizons and evaluation points (validating those fields)."""
   if cfg.unit not in UNITS:
     _fail("unit", cfg.unit, f"allowed: {UNITS}")
-  for field in ("batch_size", "grad_accum", "log_every", "eval_batches"):
+  micro, eval_batch = batch_sizes(cfg)
+  for field in ("log_every", "eval_batches"):
     value = cfg[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(field, value, "expected an integer >= 1")
@@ -94,15 +110,11 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
     "checkpoint_every",
     "eval_points",
     "eval_every",
-    "eval_batch_size",
     "steps_per_chinchilla",
   ):
     value = cfg[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
       _fail(field, value, "expected an integer >= 0")
-  if cfg.batch_size % cfg.grad_accum:
-    _fail("batch_size", cfg.batch_size, f"must be divisible by grad_accum={cfg.grad_accum}")
-  micro = cfg.batch_size // cfg.grad_accum
   seq_len = int(cfg.model.seq_len)
   tokens_per_step = cfg.batch_size * seq_len
   spc = int(cfg.steps_per_chinchilla) or math.ceil(
@@ -137,7 +149,7 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
     steps_per_chinchilla=spc,
     tokens_per_step=tokens_per_step,
     micro_batch=micro,
-    eval_batch_size=int(cfg.eval_batch_size) or micro,
+    eval_batch_size=eval_batch,
     horizons=dict(sorted(horizons.items())),
     eval_steps=tuple(eval_steps),
   )

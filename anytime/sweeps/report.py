@@ -1,6 +1,6 @@
 """The per-horizon report of a sweep: tuned cosine vs the anytime methods.
 
-    python -m anytime.sweeps.report --sweep=mini --root=runs/mini --out=results/mini \\
+    python -m anytime.sweeps.report --sweep=fig2 --root=runs/fig2 --out=results/fig2 \\
         [--reference=FILE.csv --reference_model=150m]
 
 The paper's published Figure 2 numbers ship with the package (``REFERENCE``) and are the

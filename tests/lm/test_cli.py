@@ -49,6 +49,12 @@ MISTAKES = {
   "workdir under a file": ([TINY, "--workdir=afile/W"], "afile' is a file, so the directory"),
   "bad wandb mode": ([TINY, "--config.wandb.mode=bad", "--workdir=W"], "wandb.mode='bad' is inv"),
   "no config": (["--workdir=W"], "--config=configs/lm.py:ARGS is required"),
+  # Read by the default --cpu_devices rule before train.validate sees the config.
+  "batch vs accum": (
+    [TINY, "--config.batch_size=7", "--config.grad_accum=2", "--workdir=W"],
+    "batch_size=7 is invalid: must be divisible by grad_accum=2",
+  ),
+  "bad eval batch": ([TINY, "--config.eval_batch_size=-1", "--workdir=W"], "eval_batch_size=-1"),
 }
 
 
