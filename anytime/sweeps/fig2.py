@@ -446,7 +446,7 @@ def summary_rows(results, sweep, rows, vs, trajectories) -> list[list[str]]:
       grid = [lr for lr, *_ in found] or [config[0]]
       out.append([
         name, f"{r.horizon:g}", f"{config[0]:g}", f"{min(grid):g}", f"{max(grid):g}",
-        " ".join(map(str, s.seeds)), _f(s.loss), _f(s.delta), _f(s.delta_se),
+        str(len(s.seeds)), _f(s.loss), _f(s.delta), _f(s.delta_se),
         _f(epochs(sweep, r.tokens), ".4f"),
       ])  # fmt: skip
   return out

@@ -88,19 +88,19 @@ def test_summary_csv_rows_grid_and_epochs(done, tmp_path):
     "cosine", "constant_ema", "constant_ema_fig2", "inverse_sqrt_ema", "inverse_sqrt_ema_fig2",
     "wsd", "schedule_free",
   ]  # fmt: skip
-  assert lines[1] == "cosine,1,0.003,0.001,0.003,0 1 2,3.002000,,,0.5000"
-  assert rows[("cosine", "4")]["seeds"] == "0 1" and rows[("cosine", "4")]["epochs"] == "2.0000"
+  assert lines[1] == "cosine,1,0.003,0.001,0.003,3,3.002000,,,0.5000"
+  assert rows[("cosine", "4")]["seeds"] == "2" and rows[("cosine", "4")]["epochs"] == "2.0000"
   # Tuned per horizon at 1x: (0.001, EMA 6.25), in the headline run too, so over seeds 0-2:
   # per-seed deltas -0.010, -0.010 + 0.002 - 0.010, -0.010 + 0.004.
   tuned = rows[("constant_ema", "1")]
   assert (tuned["lr"], tuned["grid_min"], tuned["grid_max"], tuned["seeds"]) == (
-    "0.001", "0.001", "0.003", "0 1 2",
+    "0.001", "0.001", "0.003", "3",
   )  # fmt: skip
   assert float(tuned["delta_mean"]) == pytest.approx(-0.034 / 3, abs=1e-6)
   assert float(tuned["delta_se"]) == pytest.approx(_se([-0.010, -0.018, -0.006]), abs=1e-6)
   two = rows[("constant_ema", "2")]  # (0.003, EMA 6.25): seed 0 only, no SE
   assert (two["lr"], two["seeds"], two["delta_mean"], two["delta_se"]) == (
-    "0.003", "0", "-0.005000", "",
+    "0.003", "1", "-0.005000", "",
   )  # fmt: skip
   fig = rows[("constant_ema_fig2", "4")]
   assert (fig["lr"], fig["grid_min"], fig["grid_max"], fig["delta_mean"], fig["delta_se"]) == (
