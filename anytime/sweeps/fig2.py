@@ -443,7 +443,8 @@ def summary_rows(results, sweep, rows, vs, trajectories) -> list[list[str]]:
         continue
       keys = (config[3],) if variant is None else variant.keys
       found = report.candidates(results, report.Variant("", method, keys), r.horizon, seed0)
-      grid = [lr for lr, *_ in found] or [config[0]]
+      # The LRs run at the selected b2 and offset: the grid the selected LR is bracketed in.
+      grid = [lr for lr, b2, offset, _ in found if (b2, offset) == config[1:3]] or [config[0]]
       out.append([
         name, f"{r.horizon:g}", f"{config[0]:g}", f"{min(grid):g}", f"{max(grid):g}",
         str(len(s.seeds)), _f(s.loss), _f(s.delta), _f(s.delta_se),

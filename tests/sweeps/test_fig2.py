@@ -2,13 +2,17 @@
 on synthetic eval logs with known answers (tests/sweeps/fig2_synthetic.py)."""
 
 import csv
+import dataclasses
 import math
 import os
+import shutil
 
 import pytest
 
+from anytime.sweeps import common as sc
 from anytime.sweeps import fig2, report
 from tests.sweeps import fig2_synthetic as fs
+from tests.sweeps import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +120,25 @@ def test_summary_csv_rows_grid_and_epochs(done, tmp_path):
     report.variants(s0), {},
   )  # fmt: skip
   assert {row[-1] for row in summary} == {""}
+
+
+def test_summary_grid_is_the_lrs_run_at_the_selected_offset(done, tmp_path):
+  # One more inverse-sqrt LR (0.001), run at offset 10 only, 0.2 worse than lr 0.003 there.
+  s, root, runs, _ = done
+  copy = str(tmp_path / "root")
+  shutil.copytree(root, copy)
+  at10 = next(r for r in runs if r.method == "inverse_sqrt" and r.offset == 10.0 and r.seed == 0)
+  extra = dataclasses.replace(at10, name=at10.name.replace("lr0.003", "lr0.001"), lr=0.001)
+  synthetic.write_log(sc.workdir(copy, extra), extra, lambda r, h, k: fs.loss(at10, h, k) + 0.2)
+  out = str(tmp_path / "out")
+  report.report(s, [*runs, extra], copy, out)
+  with open(os.path.join(out, "summary.csv")) as f:
+    rows = {(r["method"], r["horizon"]): r for r in csv.DictReader(f)}
+  grid = lambda row: (row["lr"], row["grid_min"], row["grid_max"])
+  # Tuned at 1x: offset 10, lr 0.003, bracketed below by the new run ...
+  assert grid(rows[("inverse_sqrt_ema", "1")]) == ("0.003", "0.001", "0.003")
+  # ... but the trajectory (offset 40) was run at 0.003 alone: still its only LR.
+  assert grid(rows[("inverse_sqrt_ema_fig2", "1")]) == ("0.003", "0.003", "0.003")
 
 
 def test_report_sections_files_and_a_byte_identical_rebuild(done, tmp_path):
