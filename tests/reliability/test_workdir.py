@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -57,10 +56,8 @@ def test_a_killed_holder_leaves_a_stale_lock_that_is_taken_and_reported(tmp_path
 def test_lock_is_released_on_an_exception(tmp_path):
   with pytest.raises(RuntimeError), wd.WorkdirLock(str(tmp_path)):
     raise RuntimeError("boom")
-  start = time.time()
-  with wd.WorkdirLock(str(tmp_path)):
-    pass
-  assert time.time() - start < 5
+  with wd.WorkdirLock(str(tmp_path)) as lock:  # free again: a held lock would raise here
+    assert lock.stale_holder is None
 
 
 def _cfg(arg="model=tiny,data=synthetic,unit=steps,horizon=10"):
