@@ -82,15 +82,17 @@ def loss_chunk(cfg) -> int:
   return value
 
 
+def _check_ints(cfg, fields, *, minimum: int) -> None:
+  for field in fields:
+    value = cfg[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      _fail(field, value, f"expected an integer >= {minimum}")
+
+
 def batch_sizes(cfg) -> tuple[int, int]:
   """(sequences per train_step call, sequences per eval batch), validating those fields."""
-  for field in ("batch_size", "grad_accum"):
-    value = cfg[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      _fail(field, value, "expected an integer >= 1")
-  value = cfg.eval_batch_size
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    _fail("eval_batch_size", value, "expected an integer >= 0")
+  _check_ints(cfg, ("batch_size", "grad_accum"), minimum=1)
+  _check_ints(cfg, ("eval_batch_size",), minimum=0)
   if cfg.batch_size % cfg.grad_accum:
     _fail("batch_size", cfg.batch_size, f"must be divisible by grad_accum={cfg.grad_accum}")
   micro = cfg.batch_size // cfg.grad_accum
@@ -102,19 +104,10 @@ def make_plan(cfg, non_embedding_params: int) -> Plan:
   if cfg.unit not in UNITS:
     _fail("unit", cfg.unit, f"allowed: {UNITS}")
   micro, eval_batch = batch_sizes(cfg)
-  for field in ("log_every", "eval_batches"):
-    value = cfg[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      _fail(field, value, "expected an integer >= 1")
-  for field in (
-    "checkpoint_every",
-    "eval_points",
-    "eval_every",
-    "steps_per_chinchilla",
-  ):
-    value = cfg[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-      _fail(field, value, "expected an integer >= 0")
+  _check_ints(cfg, ("log_every", "eval_batches"), minimum=1)
+  _check_ints(
+    cfg, ("checkpoint_every", "eval_points", "eval_every", "steps_per_chinchilla"), minimum=0
+  )
   seq_len = int(cfg.model.seq_len)
   tokens_per_step = cfg.batch_size * seq_len
   spc = int(cfg.steps_per_chinchilla) or math.ceil(
