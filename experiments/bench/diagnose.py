@@ -1,6 +1,6 @@
 """Why the trainer trails PyTorch on CPU: its parts against PyTorch's, one at a time.
 
-  python -m experiments.bench diagnose                 # matmuls, attention core, nano step
+  python -m experiments.bench diagnose                 # matmuls, attention, block parts, nano
   taskset -c 0 python -m experiments.bench diagnose    # the same on one core
 
 Prints (fastest of ``--reps``, same process, needs the ``[bench]`` extra):
@@ -9,6 +9,9 @@ Prints (fastest of ``--reps``, same process, needs the ``[bench]`` extra):
 * the attention core of 15m (causal softmax attention on B 16, L 256, H 6, K 64, forward and
   backward) with sequence-major operands (the trainer before the head-major change), head-major
   operands (the trainer now) and PyTorch's ``scaled_dot_product_attention``;
+* one 15m block's parts (the attention module with its projections, QK-norm and RoPE; the MLP;
+  the whole pre-norm block), forward and backward on one device's share of the benchmark batch
+  (B 8), the model's own modules against experiments.bench.torch_reference's;
 * the whole ``nano`` train step, the trainer's against PyTorch eager (experiments.bench.trainer).
 """
 
@@ -102,6 +105,54 @@ def attention(reps: int) -> None:
   print(f"  PyTorch SDPA         {seconds * 1e3:7.1f} ms ({flops / seconds / 1e9:5.1f} GFLOP/s)")
 
 
+def block_parts(reps: int, batch: int = 8) -> None:
+  import torch
+
+  from anytime.lm import model as model_lib
+  from anytime.lm import train
+  from experiments.bench import torch_reference as tr
+
+  mcfg = train.validate(bench_trainer.bench_config("15m", batch), check_data=False)[0]
+  x = np.random.default_rng(0).standard_normal((batch, L, mcfg.d_model)).astype(np.float32)
+  cos, sin = tr.rope_tables(L, mcfg.head_dim, mcfg.rope_base)
+  torch_mlp = torch.nn.Sequential(
+    torch.nn.Linear(mcfg.d_model, mcfg.mlp_dim, bias=False),
+    torch.nn.GELU(approximate="tanh" if mcfg.gelu_approximate else "none"),
+    torch.nn.Linear(mcfg.mlp_dim, mcfg.d_model, bias=False),
+  )
+  torch_attention, torch_block = tr.Attention(mcfg), tr.Block(mcfg)
+  parts = {
+    "attention": (model_lib.Attention, torch_attention, lambda t: torch_attention(t, cos, sin)),
+    "mlp": (model_lib.Mlp, torch_mlp, torch_mlp),
+    "block": (model_lib.Block, torch_block, lambda t: torch_block(t, cos, sin)),
+  }
+  for name, (jax_cls, torch_module, torch_fn) in parts.items():
+    t_jax, t_torch = _time_part(jax_cls, torch_module, torch_fn, mcfg, x, reps)
+    print(
+      f"  {name:<10} XLA {t_jax * 1e3:7.1f} ms, PyTorch {t_torch * 1e3:7.1f} ms "
+      f"(PyTorch / XLA time {t_torch / t_jax:.3f})"
+    )
+
+
+def _time_part(jax_cls, torch_module, torch_fn, mcfg, x, reps: int) -> tuple[float, float]:
+  """Forward + backward of sum(part(x)^2) w.r.t. its weights and x: (XLA, PyTorch) seconds."""
+  import torch
+  from flax import nnx
+
+  with nnx.use_eager_sharding(False):
+    graphdef, params = nnx.split(jax_cls(mcfg, jnp.float32, nnx.Rngs(0)))
+  grads = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2), argnums=(0, 1)))
+  t_jax = fastest(lambda p, x: jax.block_until_ready(grads(p, x)), (params, jnp.asarray(x)), reps)
+  tx = torch.from_numpy(x.copy()).requires_grad_()
+
+  def torch_step():
+    torch_module.zero_grad(set_to_none=True)
+    tx.grad = None
+    (torch_fn(tx) ** 2).sum().backward()
+
+  return t_jax, fastest(torch_step, (), reps)
+
+
 def nano_step(rounds: int) -> None:
   cfg = bench_trainer.bench_config("nano", 32)
   variants = {
@@ -129,5 +180,7 @@ def main(argv=None) -> None:
   matmuls(args.reps)
   print("15m attention core, forward + backward:")
   attention(args.reps)
+  print("15m block parts, forward + backward, B 8:")
+  block_parts(args.reps)
   print("nano train step:")
   nano_step(2)
