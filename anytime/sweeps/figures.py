@@ -226,12 +226,14 @@ def plot_loss_vs_tokens(path, sweep, results, rows, vs) -> None:
 
 
 def plot_every_anytime_run(directory, results, rows, sweep) -> list[str]:
-  """``<directory>/<run name>.png`` for every anytime run (raw and averaged curves)."""
+  """``<directory>/<run name>.png`` for every anytime run of the grid's first seed (raw and
+  averaged curves). The other seeds repeat a configuration already drawn (the headline seeds'
+  spread is in the report's tables), so they get no figure of their own."""
   plt = _pyplot()
   os.makedirs(directory, exist_ok=True)
   written = []
   for run, log in results:
-    if run.method not in sc.ANYTIME_METHODS:
+    if run.method not in sc.ANYTIME_METHODS or run.seed != sweep.seeds[0]:
       continue
     fig, ax = plt.subplots(figsize=(7, 4.8))
     _curves(ax, log)

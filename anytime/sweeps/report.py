@@ -409,7 +409,8 @@ def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_
     "![delta vs horizon](delta_vs_horizon.png)",
     "![long cosine vs envelope](long_cosine.png)",
     "",
-    "Every anytime run's curves (raw and each average): `runs/<run name>.png`.",
+    f"Every anytime run's curves (raw and each average; seed {sweep.seeds[0]}): "
+    "`runs/<run name>.png`.",
     "",
   ]
   return "\n".join(parts)
