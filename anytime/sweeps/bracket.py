@@ -29,6 +29,7 @@ runs themselves see one grid, and the added runs get the ordinary run names.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import json
@@ -345,30 +346,47 @@ def extra_runs(sweep, points) -> list[sc.Run]:
 
 
 def run_rounds(base, root: str, *, run_fn, max_rounds: int, log=print) -> int:
-  """Runs the sweep (``run_fn(runs, root)`` -> the launcher's outcome dict), then adds the
-  proposed points to bracket.json and runs again, until nothing is proposed or ``max_rounds``
-  rounds of points have been added. 1 if a run failed, else 0."""
-  for done_rounds in range(max_rounds + 1):
+  """Runs the sweep (``run_fn(runs, root, refill=...)`` -> the launcher's outcome dict), adding
+  the proposed points to bracket.json and running them, until nothing is proposed or a method
+  has had ``max_rounds`` rounds of points. 1 if a run failed, else 0.
+
+  Rounds overlap: whenever a job slot would sit idle, ``refill`` (:func:`run_local`'s) proposes
+  from the methods whose runs have all finished (a method with a run still going waits, as in
+  :func:`status`), so one method's next points start while another's last runs are still going.
+  Only a method's own finished runs decide its points, so the grid grown is the same as with
+  strict rounds (``run_fn`` may ignore ``refill``); only the order of the runs differs."""
+  rounds = collections.Counter()  # rounds of points added per method, in this call
+
+  def grow(s, new) -> list[Point]:
+    ok = [p for p in new if rounds[p.method] < max_rounds]
+    if ok:
+      rounds.update({p.method for p in ok})
+      path = write(root, s, read(root, base) + ok)
+      log(f"bracket: round {max(rounds[p.method] for p in ok)} adds "
+          f"{', '.join(f'{p.method} {_point(p)}' for p in ok)} -> {path}")  # fmt: skip
+    return ok
+
+  def refill() -> list[sc.Run]:
     s = load(base, root)
-    runs = sc.expand(s)
-    outcome = run_fn(runs, root)
+    return extra_runs(s, grow(s, proposals(status(s, sc.expand(s), root), s)))
+
+  while True:
+    s = load(base, root)
+    outcome = run_fn(sc.expand(s), root, refill=refill)
     if outcome["failed"]:
       log(f"bracket: stopped, {len(outcome['failed'])} run(s) failed: {outcome['failed'][:3]}")
       return 1
-    rows = status(s, runs, root)
+    s = load(base, root)  # with the points refill added (their runs ran in run_fn's call)
+    rows = status(s, sc.expand(s), root)
     log(table(rows))
     new = proposals(rows, s)
     if not new:
       waiting = sum(r.status == "waiting" for r in rows)
-      log(f"bracket: no point to add after {done_rounds} round(s)" + (
+      log(f"bracket: no point to add after {max(rounds.values(), default=0)} round(s)" + (
         f"; {waiting} row(s) wait for unfinished runs" if waiting else
         "; every selected LR and offset is interior"))  # fmt: skip
       return 0
-    if done_rounds == max_rounds:
+    if not grow(s, new):
       log(f"bracket: --max_bracket_rounds={max_rounds} reached; not added: "
           + ", ".join(f"{p.method} {_point(p)}" for p in new))  # fmt: skip
       return 0
-    path = write(root, s, read(root, base) + new)
-    log(f"bracket: round {done_rounds + 1} adds {', '.join(f'{p.method} {_point(p)}' for p in new)}"
-        f" -> {path}")  # fmt: skip
-  return 0

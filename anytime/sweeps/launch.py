@@ -261,12 +261,15 @@ def run_local(
   poll: float = 1.0,
   log=print,
   pin: str = "off",
+  refill=None,
 ) -> dict[str, list[str]]:
   """Runs every unfinished runnable run, ``jobs`` at once; returns names by outcome.
 
   A branch starts as soon as its parent's checkpoint exists, before any other run; the
   other runs start longest first. ``pin``: see
-  :func:`core_slots` (each running job keeps its own cores).
+  :func:`core_slots` (each running job keeps its own cores). ``refill()``, if given, is asked
+  for more runs whenever a run ends and a job slot would otherwise stay idle (nothing left to
+  start); the runs it returns are run like the others (auto-bracketing's next points).
   """
   slots = core_slots(jobs, pin)
   outcome = {"done": [], "skipped": [], "failed": [], "unsupported": []}
@@ -302,6 +305,10 @@ def run_local(
       else:
         outcome["failed"].append(name)
         log(f"FAILED {name} (exit {proc.returncode}): {_tail(os.path.join(path, 'launcher.log'))}")
+      if refill is not None and not pending and len(active) < jobs:
+        extra = [r for r in refill() if sc.run_state(root, r) not in ("done", "unsupported")]
+        pending += sorted(extra, key=order)
+        runs = [*runs, *extra]
       log(progress(root, runs, jobs=jobs, peak=H100_BF16_PEAK, mfu=DEFAULT_MFU))
     started = False
     for run in list(pending):
@@ -405,7 +412,9 @@ def parse_args(argv=None):
     help="status of the best LRs vs the grid's ends and the runs that bracket them;\n"
     "with --jobs=N, run rounds of them until every selected LR is interior",
   )
-  p.add_argument("--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: 5")
+  p.add_argument(
+    "--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: rounds per method, 5"
+  )
   p.add_argument(
     "--headline",
     action="store_true",
@@ -449,7 +458,9 @@ def main(argv=None) -> int:
   listing = args.dry or args.print or args.array_file or args.status or args.collect
   if run_bracket or run_headline or not (listing or args.bracket or args.headline):
     _check_data(runs)  # runs start here: their data must be named before anything starts
-  run_fn = lambda rs, root: run_local(rs, root, jobs=args.jobs, python=args.python, pin=args.pin)
+  run_fn = lambda rs, root, refill=None: run_local(
+    rs, root, jobs=args.jobs, python=args.python, pin=args.pin, refill=refill
+  )
   if args.headline:
     commands = lambda rs: print_commands(rs, args.root, args.python)
     fn = run_fn if run_headline else None

@@ -46,8 +46,9 @@ def convex(run: sc.Run, h: float, key: str) -> float:
   return synthetic.base(h) + x + (0.05 if key == "raw" else 0.0)
 
 
-def finish(runs, root):
-  """A trainer that finishes every run at once, with the convex losses."""
+def finish(runs, root, refill=None):
+  """A trainer that finishes every run at once, with the convex losses (strict rounds: it never
+  asks ``refill`` for more)."""
   ran = []
   for r in runs:
     if sc.run_state(root, r) != "done":
@@ -166,6 +167,38 @@ def test_rounds_grow_the_grid_until_every_pick_is_interior(tmp_path):
   assert bracket.run_rounds(make_sweep(), root, run_fn=finish, max_rounds=5, log=again.append) == 0
   assert "after 0 round(s); every selected LR" in again[-1]
   assert not [line for line in again if line.startswith("bracket: round")]  # nothing to add
+
+
+def test_overlapping_rounds_start_settled_methods_early_and_grow_the_same_grid(tmp_path):
+  # A two-slot launcher that holds every Schedule-Free run until nothing else is left and asks
+  # refill for more whenever its queue runs dry (run_local's rule).
+  calls = []  # (methods of the runs refill added, Schedule-Free runs unfinished at the time)
+
+  def held_back(runs, root, refill):
+    queue = [r for r in runs if sc.run_state(root, r) != "done"]
+    while queue:
+      others = [r for r in queue if r.method != "schedule_free"]
+      run = (others or queue)[0]
+      queue.remove(run)
+      synthetic.write_log(sc.workdir(root, run), run, convex)
+      if not others or len(others) == 1:  # the other slot would go idle: ask for more
+        extra = refill()
+        unfinished = sum(r.method == "schedule_free" for r in queue)
+        calls.append(({r.method for r in extra}, unfinished))
+        queue += extra
+    return {"done": [], "skipped": [], "failed": [], "unsupported": []}
+
+  root = str(tmp_path / "overlap")
+  lines = []
+  code = bracket.run_rounds(make_sweep(), root, run_fn=held_back, max_rounds=5, log=lines.append)
+  assert code == 0 and "every selected LR and offset is interior" in lines[-1]
+  # Cosine and inverse-sqrt points started while Schedule-Free runs were still unfinished, and
+  # no Schedule-Free point was proposed before its own runs had all finished.
+  assert any({"cosine", "inverse_sqrt"} & methods and held for methods, held in calls)
+  assert all("schedule_free" not in methods or held == 0 for methods, held in calls)
+  strict = str(tmp_path / "strict")
+  bracket.run_rounds(make_sweep(), strict, run_fn=finish, max_rounds=5, log=lambda _: None)
+  assert set(bracket.read(root, make_sweep())) == set(bracket.read(strict, make_sweep()))
 
 
 def test_max_rounds_stops_and_says_what_was_not_added(tmp_path):

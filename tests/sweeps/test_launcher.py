@@ -40,6 +40,24 @@ def _launch(runs, root, crash=""):
   return outcome, lines
 
 
+def test_refill_is_asked_when_a_slot_would_idle_and_its_runs_are_run(runs, tmp_path):
+  root = str(tmp_path)
+  first, extra = [r for r in runs if r.supported and r.parent is None][:2]
+  asked = []  # the runs done each time refill was asked
+
+  def refill():
+    asked.append(sorted(r.name for r in runs if sc.run_state(root, r) == "done"))
+    return [extra] if len(asked) == 1 else []
+
+  outcome = sweep.run_local(
+    [first], root, jobs=2, python=sys.executable, module=FAKE, poll=0.02, log=lambda _: None,
+    refill=refill,
+  )  # fmt: skip
+  assert outcome["done"] == [first.name, extra.name] and not outcome["failed"]
+  assert asked == [[first.name], sorted([first.name, extra.name])]  # after each run ended
+  assert sc.run_state(root, extra) == "done"
+
+
 def test_runs_all_then_skips_finished_runs(runs, tmp_path):
   root = str(tmp_path)
   outcome, lines = _launch(runs, root)
