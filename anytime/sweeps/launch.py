@@ -343,16 +343,8 @@ def run_local(
 
 
 # Flags --bracket replaces or ignores: refused rather than silently dropped.
-_NOT_WITH_BRACKET = (
-  "dry",
-  "print",
-  "array_file",
-  "status",
-  "collect",
-  "only",
-  "summary_only",
-  "tokens_per_s",
-)
+_NOT_WITH_BRACKET = ("dry", "print", "array_file", "status", "collect", "only", "summary_only",
+                     "tokens_per_s")  # fmt: skip
 
 
 def _check_bracket(args) -> None:
@@ -412,9 +404,7 @@ def parse_args(argv=None):
     help="status of the best LRs vs the grid's ends and the runs that bracket them;\n"
     "with --jobs=N, run rounds of them until every selected LR is interior",
   )
-  p.add_argument(
-    "--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: rounds per method, 5"
-  )
+  p.add_argument("--max_bracket_rounds", type=int, default=None, help="--bracket --jobs: 5/method")
   p.add_argument(
     "--headline",
     action="store_true",
