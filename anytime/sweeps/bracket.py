@@ -367,8 +367,13 @@ def run_rounds(base, root: str, *, run_fn, max_rounds: int, log=print) -> int:
     return ok
 
   def refill() -> list[sc.Run]:
-    s = load(base, root)
-    return extra_runs(s, grow(s, proposals(status(s, sc.expand(s), root), s)))
+    try:
+      s = load(base, root)
+      new = proposals(status(s, sc.expand(s), root), s)
+    except Exception as e:  # jobs are running: raised again below, once none is left
+      log(f"bracket: no new points while jobs run ({type(e).__name__}: {e})")
+      return []
+    return extra_runs(s, grow(s, new))
 
   while True:
     s = load(base, root)

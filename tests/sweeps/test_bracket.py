@@ -201,6 +201,26 @@ def test_overlapping_rounds_start_settled_methods_early_and_grow_the_same_grid(t
   assert set(bracket.read(root, make_sweep())) == set(bracket.read(strict, make_sweep()))
 
 
+def test_an_unreadable_log_while_jobs_run_defers_to_the_end_of_the_round(tmp_path):
+  root = str(tmp_path)
+  lines, bad = [], {}
+
+  def corrupt_then_refill(runs, root, refill):
+    finish(runs, root)
+    bad["run"] = next(r for r in runs if r.method == "constant")
+    log = os.path.join(sc.workdir(root, bad["run"]), "eval.jsonl")
+    os.remove(log)
+    os.mkdir(log)  # a finished run's log that cannot be read
+    assert refill() == []  # no exception with jobs still running, no points added
+    return {"done": [], "skipped": [], "failed": [], "unsupported": []}
+
+  with pytest.raises(OSError):  # raised once the launcher has no job left
+    bracket.run_rounds(make_sweep(), root, run_fn=corrupt_then_refill, max_rounds=5,
+                       log=lines.append)  # fmt: skip
+  assert any(line.startswith("bracket: no new points while jobs run (") for line in lines)
+  assert not os.path.exists(os.path.join(root, bracket.FILE))
+
+
 def test_max_rounds_stops_and_says_what_was_not_added(tmp_path):
   lines = []
   bracket.run_rounds(make_sweep(), str(tmp_path), run_fn=finish, max_rounds=1, log=lines.append)
