@@ -225,34 +225,86 @@ def plot_loss_vs_tokens(path, sweep, results, rows, vs) -> None:
   plt.close(fig)
 
 
-def plot_every_anytime_run(directory, results, rows, sweep) -> list[str]:
-  """``<directory>/<run name>.png`` for every anytime run of the grid's first seed (raw and
-  averaged curves). The other seeds repeat a configuration already drawn (the headline seeds'
-  spread is in the report's tables), so they get no figure of their own."""
+def anytime_runs_by_method(results, sweep) -> dict[str, list]:
+  """{method: [(run, log), ...]} of the anytime runs of the grid's first seed, each method's runs
+  ordered by offset, LR and b2: the panels of ``runs/<method>.png``. The other seeds repeat a
+  configuration already drawn (the headline seeds' spread is in the report's tables)."""
+  by_method = {}
+  for run, log in results:
+    if run.method in sc.ANYTIME_METHODS and run.seed == sweep.seeds[0]:
+      by_method.setdefault(run.method, []).append((run, log))
+  order = lambda rl: (rl[0].offset or 0.0, rl[0].lr, rl[0].b2)
+  return {m: sorted(by_method[m], key=order) for m in sc.ANYTIME_METHODS if m in by_method}
+
+
+def _deltas(xs, ys, cosine: dict) -> tuple[list, list]:
+  """The points of a curve at a compared horizon's token count, minus tuned cosine there."""
+  pts = [(x, y - cosine[x]) for x, y in zip(xs, ys, strict=True) if x in cosine]
+  return [x for x, _ in pts], [d for _, d in pts]
+
+
+def _run_panel(ax, run, log, results, rows, sweep) -> None:
+  """One run against cosine tuned per horizon: loss minus the envelope at each horizon, for its
+  last iterate and each average (and a constant run's WSD branches, at their horizons)."""
+  cosine = {r.tokens: r.cosine.loss for r in rows if r.cosine is not None}
+  keys = sorted({k for e in log.evals.values() for k in e["loss"]})
+  averages = sorted((k for k in keys if k != "raw"), key=_gamma)
+  colors = _pyplot().cm.viridis(
+    [0.15 + 0.7 * i / max(len(averages) - 1, 1) for i in range(len(averages))]
+  )
+  styles = [("raw", "0.6")] * ("raw" in keys) + list(zip(averages, colors, strict=True))
+  for key, color in styles:
+    ax.plot(*_deltas(*log.curve(key), cosine), "-o", color=color, ms=3, lw=1.2,
+            label=key_label(key))  # fmt: skip
+  labelled = set()
+  for branch, blog in results:
+    if (
+      run.method == "constant" and sc.section(branch.method) == "wsd" and branch.parent == run.name
+    ):
+      x, d = _deltas(*blog.curve("raw"), cosine)
+      method = branch.method
+      color = "C3" if method == "wsd" else ("C1" if method == "wsd_sqrt" else "C5")
+      label = None if method in labelled else f"{wsd_label(sweep, method)} (branches of this run)"
+      ax.plot(x[-1:], d[-1:], "D", color=color, ms=5, label=label)
+      labelled.add(method)
+  ax.axhline(0.0, color="k", lw=1.5, label="cosine tuned per horizon")
+  _horizon_axis(ax, rows)
+
+
+def plot_anytime_runs(directory, results, rows, sweep) -> list[str]:
+  """``<directory>/<method>.png`` per anytime method: a panel per run, its loss minus cosine
+  tuned per horizon at every compared horizon (last iterate, each average, a constant run's WSD
+  branches), so a method's grid of LRs (and offsets) reads side by side at the scale of the
+  differences (each panel its own y scale: a low LR's early gap would flatten the others).
+  Returns the methods drawn."""
   plt = _pyplot()
   os.makedirs(directory, exist_ok=True)
-  written = []
-  for run, log in results:
-    if run.method not in sc.ANYTIME_METHODS or run.seed != sweep.seeds[0]:
-      continue
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    _curves(ax, log)
-    _wsd_branches(ax, run, results, sweep)
-    _envelope(ax, rows)
-    _horizon_axis(ax, rows)
-    _fit_y(ax, rows)
-    ax.set_ylabel(LOSS)
-    ax.set_title(
-      f"{method_label(run.method, sweep)} ({_config(run)}, seed {run.seed}):\n"
-      "its last iterate and averages vs cosine tuned per horizon",
-      fontsize=9,
+  groups = anytime_runs_by_method(results, sweep)
+  for method, group in groups.items():
+    cols = min(4, len(group))
+    nrows = math.ceil(len(group) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.3 * cols, 3.3 * nrows), squeeze=False)
+    legend = {}
+    for ax, (run, log) in zip(axes.flat, group, strict=False):
+      _run_panel(ax, run, log, results, rows, sweep)
+      ax.set_title(_config(run), fontsize=8.5)
+      ax.tick_params(labelsize=7)
+      ax.xaxis.label.set_fontsize(6.5)
+      legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    for ax in axes.flat[len(group) :]:
+      ax.set_visible(False)
+    for ax in axes[:, 0]:
+      ax.set_ylabel("loss - tuned cosine (nats)", fontsize=8)
+    fig.suptitle(
+      f"{method_label(method, sweep)}: every run of seed {sweep.seeds[0]} against cosine tuned "
+      "per horizon (below 0: better; each panel its own y scale)",
+      fontsize=10,
     )
-    _legend(ax, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(os.path.join(directory, f"{run.name}.png"), dpi=100, bbox_inches="tight")
+    fig.tight_layout(rect=(0, 0.6 / (3.3 * nrows), 1, 1))  # 0.6 in at the bottom: the legend
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize=8)
+    fig.savefig(os.path.join(directory, f"{method}.png"), dpi=90, bbox_inches="tight")
     plt.close(fig)
-    written.append(run.name)
-  return written
+  return list(groups)
 
 
 def plot_delta_vs_horizon(path, rows, vs, ref, noise_std, sweep) -> None:
@@ -331,7 +383,7 @@ def plot_all(out, sweep, results, rows, vs, ref, noise_rows=()) -> None:
   plot_loss_vs_tokens(os.path.join(out, "loss_vs_tokens.png"), sweep, results, rows, vs)
   plot_delta_vs_horizon(os.path.join(out, "delta_vs_horizon.png"), rows, vs, ref, std, sweep)
   plot_long_cosine(os.path.join(out, "long_cosine.png"), sweep, results, rows)
-  plot_every_anytime_run(os.path.join(out, "runs"), results, rows, sweep)
+  plot_anytime_runs(os.path.join(out, "runs"), results, rows, sweep)
 
 
 def _errorbar(ax, pts, **kw) -> None:

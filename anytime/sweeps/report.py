@@ -10,8 +10,8 @@ Reads every run's eval log (anytime.sweeps.common.read_eval_log) and writes to
 ``--out``: ``report.md`` (the table, the selected hyper-parameters, ours beside
 the paper's, seed-to-seed noise, compute), ``table.csv``, ``noise.csv``,
 ``compute.csv``, three figures (``loss_vs_tokens.png``,
-``delta_vs_horizon.png``, ``long_cosine.png``) and ``runs/<name>.png``, the
-curves of every anytime run; the figures are drawn by :mod:`anytime.sweeps.figures`.
+``delta_vs_horizon.png``, ``long_cosine.png``) and ``runs/<method>.png``, the
+curves of every anytime run (a panel each); the figures are drawn by :mod:`anytime.sweeps.figures`.
 A sweep with headline seeds (``fig2``) also gets the Figure-2 sections, ``fig2.csv``,
 ``summary.csv`` and ``fig2.png`` (:mod:`anytime.sweeps.fig2`).
 
@@ -409,8 +409,10 @@ def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_
     "![delta vs horizon](delta_vs_horizon.png)",
     "![long cosine vs envelope](long_cosine.png)",
     "",
-    f"Every anytime run's curves (raw and each average; seed {sweep.seeds[0]}): "
-    "`runs/<run name>.png`.",
+    f"Every anytime run of seed {sweep.seeds[0]} (last iterate and each average), a panel per "
+    "run and a figure per method:",
+    "",
+    *(f"![{m} runs](runs/{m}.png)" for m in figures.anytime_runs_by_method(results, sweep)),
     "",
   ]
   return "\n".join(parts)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from anytime.sweeps import common as sc
-from anytime.sweeps import report
+from anytime.sweeps import figures, report
 from tests.sweeps import synthetic
 
 
@@ -119,10 +119,16 @@ def test_report_files_and_reference(root, sweep_runs, tmp_path):
     ]
   )
   anytime = [r for r in runs if r.method in sc.ANYTIME_METHODS]
-  # One figure per anytime run of the first seed; the noise seed's repeats get none.
+  # One figure per anytime method (a panel per run of the first seed; the noise seed's repeats
+  # get none), each named in report.md.
   assert {r.seed for r in anytime} > {s.seeds[0]}
-  drawn = [r.name for r in anytime if r.seed == s.seeds[0]]
-  assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(f"{n}.png" for n in drawn)
+  methods = {r.method for r in anytime}
+  assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(f"{m}.png" for m in methods)
+  assert all(f"![{m} runs](runs/{m}.png)" in text for m in methods)
+  groups = figures.anytime_runs_by_method(report.results_of(runs, root), s)
+  assert sorted((r.method, r.name) for g in groups.values() for r, _ in g) == sorted(
+    (r.method, r.name) for r in anytime if r.seed == s.seeds[0]
+  )
   with open(os.path.join(out, "table.csv")) as f:
     table = {(float(r["horizon"]), r["variant"]): r for r in csv.DictReader(f)}
   assert float(table[(4.0, "constant+EMA (tuned)")]["delta"]) == pytest.approx(-0.006)
