@@ -269,7 +269,8 @@ def run_local(
   other runs start longest first. ``pin``: see
   :func:`core_slots` (each running job keeps its own cores). ``refill()``, if given, is asked
   for more runs whenever a run ends and a job slot would otherwise stay idle (nothing left to
-  start); the runs it returns are run like the others (auto-bracketing's next points).
+  start; not after a failure); the runs it returns are run like the others (auto-bracketing's
+  next points).
   """
   slots = core_slots(jobs, pin)
   outcome = {"done": [], "skipped": [], "failed": [], "unsupported": []}
@@ -305,7 +306,7 @@ def run_local(
       else:
         outcome["failed"].append(name)
         log(f"FAILED {name} (exit {proc.returncode}): {_tail(os.path.join(path, 'launcher.log'))}")
-      if refill is not None and not pending and len(active) < jobs:
+      if refill is not None and not pending and len(active) < jobs and not outcome["failed"]:
         extra = [r for r in refill() if sc.run_state(root, r) not in ("done", "unsupported")]
         pending += sorted(extra, key=order)
         runs = [*runs, *extra]

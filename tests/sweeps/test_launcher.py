@@ -56,6 +56,14 @@ def test_refill_is_asked_when_a_slot_would_idle_and_its_runs_are_run(runs, tmp_p
   assert outcome["done"] == [first.name, extra.name] and not outcome["failed"]
   assert asked == [[first.name], sorted([first.name, extra.name])]  # after each run ended
   assert sc.run_state(root, extra) == "done"
+  # After a failed run it is not asked: the launcher stops growing the sweep.
+  crashed = next(r for r in runs if r.supported and r.parent is None and r not in (first, extra))
+  env = {**os.environ, "FAKE_CRASH": f"{crashed.name}:1"}
+  outcome = sweep.run_local(
+    [crashed], str(tmp_path / "crash"), jobs=2, python=sys.executable, module=FAKE, env=env,
+    poll=0.02, log=lambda _: None, refill=refill,
+  )  # fmt: skip
+  assert outcome["failed"] == [crashed.name] and len(asked) == 2
 
 
 def test_runs_all_then_skips_finished_runs(runs, tmp_path):
