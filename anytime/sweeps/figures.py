@@ -14,6 +14,7 @@ import itertools
 import math
 import os
 import statistics
+from typing import Any
 
 from anytime.sweeps import common as sc
 
@@ -140,38 +141,49 @@ def _envelope(ax, rows) -> None:
     ax.plot(*zip(*pts, strict=True), "k-o", ms=4, lw=1.8, label="cosine tuned per horizon")
 
 
-def _curves(ax, log) -> None:
-  """Every curve of one run's eval log: the last iterate grey, the EMAs light to dark by gamma."""
+def _key_colors(log) -> list[tuple[str, Any]]:
+  """(loss key, colour) for every curve of one run's eval log: the last iterate grey first, then
+  the EMAs light to dark by gamma."""
   keys = sorted({k for e in log.evals.values() for k in e["loss"]})
   averages = sorted((k for k in keys if k != "raw"), key=_gamma)
-  if "raw" in keys:
-    ax.plot(*log.curve("raw"), color="0.6", lw=1.2, label=key_label("raw"))
-  plt = _pyplot()
-  colors = plt.cm.viridis(
+  colors = _pyplot().cm.viridis(
     [0.15 + 0.7 * i / max(len(averages) - 1, 1) for i in range(len(averages))]
   )
-  for key, color in zip(averages, colors, strict=True):
-    ax.plot(*log.curve(key), color=color, lw=1.3, label=key_label(key))
+  return [("raw", "0.6")] * ("raw" in keys) + list(zip(averages, colors, strict=True))
+
+
+def _curves(ax, log) -> None:
+  """Every curve of one run's eval log (:func:`_key_colors`)."""
+  for key, color in _key_colors(log):
+    ax.plot(*log.curve(key), color=color, lw=1.2 if key == "raw" else 1.3, label=key_label(key))
+
+
+def _branches(run, results, sweep):
+  """(branch, its log, colour, legend label or None) for each WSD branch of ``run`` (a constant
+  run; none otherwise), each WSD shape labelled once."""
+  if run is None or run.method != "constant":
+    return
+  labelled = set()
+  for branch, log in results:
+    if sc.section(branch.method) != "wsd" or branch.parent != run.name:
+      continue
+    method = branch.method
+    label = None if method in labelled else f"{wsd_label(sweep, method)} (branches of this run)"
+    labelled.add(method)
+    yield branch, log, "C3" if method == "wsd" else ("C1" if method == "wsd_sqrt" else "C5"), label
 
 
 def _wsd_branches(ax, run, results, sweep) -> None:
   """The WSD branches of ``run`` (a constant run): from its loss at the branch to theirs."""
-  if run is None or run.method != "constant":
+  parent = next((log for r, log in results if run is not None and r.name == run.name), None)
+  if parent is None:
     return
-  parent = next((log for r, log in results if r.name == run.name), None)
-  labelled = set()
-  for branch, log in results:
-    if sc.section(branch.method) != "wsd" or branch.parent != run.name or parent is None:
-      continue
+  for branch, log, color, label in _branches(run, results, sweep):
     t, y = log.curve("raw")
     start = parent.loss(branch.parent_step, "raw")
     if start is not None:
       t, y = [branch.parent_step * branch.tokens_per_step, *t], [start, *y]
-    method = branch.method
-    label = None if method in labelled else f"{wsd_label(sweep, method)} (branches of this run)"
-    color = "C3" if method == "wsd" else ("C1" if method == "wsd_sqrt" else "C5")
     ax.plot(t, y, "-", color=color, lw=1.6, marker=".", ms=5, label=label)
-    labelled.add(method)
 
 
 def _legend(ax, **kw) -> None:
@@ -247,26 +259,12 @@ def _run_panel(ax, run, log, results, rows, sweep) -> None:
   """One run against cosine tuned per horizon: loss minus the envelope at each horizon, for its
   last iterate and each average (and a constant run's WSD branches, at their horizons)."""
   cosine = {r.tokens: r.cosine.loss for r in rows if r.cosine is not None}
-  keys = sorted({k for e in log.evals.values() for k in e["loss"]})
-  averages = sorted((k for k in keys if k != "raw"), key=_gamma)
-  colors = _pyplot().cm.viridis(
-    [0.15 + 0.7 * i / max(len(averages) - 1, 1) for i in range(len(averages))]
-  )
-  styles = [("raw", "0.6")] * ("raw" in keys) + list(zip(averages, colors, strict=True))
-  for key, color in styles:
+  for key, color in _key_colors(log):
     ax.plot(*_deltas(*log.curve(key), cosine), "-o", color=color, ms=3, lw=1.2,
             label=key_label(key))  # fmt: skip
-  labelled = set()
-  for branch, blog in results:
-    if (
-      run.method == "constant" and sc.section(branch.method) == "wsd" and branch.parent == run.name
-    ):
-      x, d = _deltas(*blog.curve("raw"), cosine)
-      method = branch.method
-      color = "C3" if method == "wsd" else ("C1" if method == "wsd_sqrt" else "C5")
-      label = None if method in labelled else f"{wsd_label(sweep, method)} (branches of this run)"
-      ax.plot(x[-1:], d[-1:], "D", color=color, ms=5, label=label)
-      labelled.add(method)
+  for _, blog, color, label in _branches(run, results, sweep):
+    x, d = _deltas(*blog.curve("raw"), cosine)
+    ax.plot(x[-1:], d[-1:], "D", color=color, ms=5, label=label)
   ax.axhline(0.0, color="k", lw=1.5, label="cosine tuned per horizon")
   _horizon_axis(ax, rows)
 
