@@ -3,7 +3,7 @@
 import pytest
 
 from anytime.sweeps import common as sc
-from anytime.sweeps import launch as sweep
+from anytime.sweeps import listing
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_150m_grid_counts_tokens_flops_and_hours_by_hand(paper_runs):
   assert sum(r.train_flops for r in paper_runs) == pytest.approx(total)
   hours = total / (0.4 * 989e12) / 3600
   assert hours == pytest.approx(4966, abs=1)
-  text = sweep.dry_listing(sc.load_sweep("150m"), paper_runs, peak=989e12, mfu=0.4)
+  text = listing.dry_listing(sc.load_sweep("150m"), paper_runs, peak=989e12, mfu=0.4)
   assert f"{'total':<14} {153:>5} {'6T':>10} {total:>12.3e} {'4,966':>12}" in text
   assert all(r.supported for r in paper_runs)  # the trainer runs every method, Schedule-Free too
 

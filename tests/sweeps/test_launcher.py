@@ -12,6 +12,7 @@ import pytest
 from anytime import optim
 from anytime.sweeps import common as sc
 from anytime.sweeps import launch as sweep
+from anytime.sweeps import listing
 
 FAKE = "tests.sweeps.fake_trainer"
 CONSTANT = "constant_h2_lr0.003_b0.95_s0"
@@ -78,7 +79,7 @@ def test_runs_all_then_skips_finished_runs(runs, tmp_path):
     if r.supported:
       assert sc.run_state(root, r) == "done"
       assert not os.path.exists(os.path.join(root, r.name, sc.LOCK))
-  assert sweep.progress(root, runs, jobs=1, peak=1e12, mfu=0.5).startswith(
+  assert listing.progress(root, runs, jobs=1, peak=1e12, mfu=0.5).startswith(
     "progress: 9 done, 0 running, 0 left (0 partial), 1 not runnable; 100.0% of the FLOPs done"
   )
   again, lines = _launch(runs, root)
@@ -100,7 +101,7 @@ def test_interrupted_run_resumes_and_its_branches_wait(runs, tmp_path):
   assert sc.run_state(root, by[WSD2]) == "todo"
   total = sum(r.train_flops for r in runs if r.supported)
   left = (20 + 4) * 128 * runs[0].flops_per_token  # constant's last 20 steps + the 2x branch
-  summary = sweep.progress(root, runs, jobs=1, peak=1e12, mfu=0.5)
+  summary = listing.progress(root, runs, jobs=1, peak=1e12, mfu=0.5)
   assert summary.startswith(
     f"progress: 7 done, 0 running, 2 left (1 partial), 1 not runnable; "
     f"{1 - left / total:.1%} of the FLOPs done"
@@ -144,7 +145,7 @@ def test_parent_ready_needs_the_branch_checkpoint(runs, tmp_path):
 
 def test_print_mode_phases_and_skips(runs, tmp_path):
   root = str(tmp_path)
-  text = sweep.print_commands(runs, root, "py")
+  text = listing.print_commands(runs, root, "py")
   lines = text.splitlines()
   assert lines[0] == f"# not runnable by the trainer yet (schedule_free): {SF}"
   phase2 = lines.index("# phase 2, after the constant runs have passed their branch steps:")
@@ -162,8 +163,8 @@ def test_print_mode_phases_and_skips(runs, tmp_path):
     + json.dumps({"kind": "eval", "step": 20, "tokens": 2560, "loss": {"raw": 3.0}})
     + "\n"
   )
-  assert done.name not in sweep.print_commands(runs, root, "py")
-  files = sweep.write_array_files(runs, root, "py", str(tmp_path / "jobs.txt"))
+  assert done.name not in listing.print_commands(runs, root, "py")
+  files = listing.write_array_files(runs, root, "py", str(tmp_path / "jobs.txt"))
   assert files == [f"{tmp_path}/jobs.txt: 6 tasks", f"{tmp_path}/jobs.txt.wsd: 2 tasks"]
   assert len((tmp_path / "jobs.txt").read_text().splitlines()) == 6
 
