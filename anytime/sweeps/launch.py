@@ -28,13 +28,12 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
 
 from anytime import cli
-from anytime.sweeps import bracket, collect, headline
+from anytime.sweeps import bracket, collect, headline, runlogs
 from anytime.sweeps import common as sc
 from anytime.sweeps import listing as ls
 
@@ -63,26 +62,30 @@ def core_slots(jobs: int, pin: str) -> list[tuple[int, ...]] | None:
 
 def _start(
   run, root: str, python: str, module: str, env, cores=None
-) -> tuple[subprocess.Popen, object]:
+) -> tuple[subprocess.Popen, object] | None:
+  """Start ``run``'s trainer under this launcher's lock; None if the run is done or held."""
+  if not runlogs.claim(root, run):
+    return None
   path = sc.workdir(root, run)
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, "run.json"), "w") as f:
-    json.dump({**run.__dict__, "overrides": [list(o) for o in run.overrides]}, f, indent=1)
-  log = open(os.path.join(path, "launcher.log"), "a")  # noqa: SIM115 (closed when reaped)
-  log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(run.command(root, python))}\n")
-  if cores:
-    log.write(f"# pinned to cores {','.join(map(str, cores))}\n")
-  log.flush()
-  proc = subprocess.Popen(
-    run.command(root, python, module),
-    stdout=log,
-    stderr=subprocess.STDOUT,
-    env=env,
-    preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
-  )
-  lock = {"pid": proc.pid, "host": socket.gethostname(), "started": time.time()}
-  with open(os.path.join(path, sc.LOCK), "w") as f:
-    json.dump(lock, f)
+  try:
+    with open(os.path.join(path, "run.json"), "w") as f:
+      json.dump({**run.__dict__, "overrides": [list(o) for o in run.overrides]}, f, indent=1)
+    log = open(os.path.join(path, "launcher.log"), "a")  # noqa: SIM115 (closed when reaped)
+    log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(run.command(root, python))}\n")
+    if cores:
+      log.write(f"# pinned to cores {','.join(map(str, cores))}\n")
+    log.flush()
+    proc = subprocess.Popen(
+      run.command(root, python, module),
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      env=env,
+      preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+    )
+  except BaseException:
+    runlogs.release(root, run)  # nothing started: the run stays free for the next launcher
+    raise
+  runlogs.record_trainer(root, run, proc.pid)
   return proc, log
 
 
@@ -142,7 +145,7 @@ def run_local(
       del active[name]
       if slots is not None:
         slots.append(cores_of.pop(name))
-      os.remove(os.path.join(sc.workdir(root, run), sc.LOCK))
+      runlogs.release(root, run)
       path = sc.workdir(root, run)
       if sc.run_state(root, run) == "done":
         outcome["done"].append(name)
@@ -171,10 +174,16 @@ def run_local(
           log(f"FAILED {run.name}: {run.parent} has no checkpoint at step {run.parent_step}")
         continue
       pending.remove(run)
-      cores = slots.pop(0) if slots is not None else None
+      cores = slots[0] if slots is not None else None
+      started_here = _start(run, root, python, module, env, cores)
+      if started_here is None:  # another launcher took or finished it since the list was made
+        log(f"skip {run.name}: {sc.run_state(root, run)} in another launcher")
+        outcome["skipped"].append(run.name)
+        elsewhere.add(run.name)
+        continue
       if cores is not None:
-        cores_of[run.name] = cores
-      proc, handle = _start(run, root, python, module, env, cores)
+        cores_of[run.name] = slots.pop(0)
+      proc, handle = started_here
       active[run.name] = (proc, handle, run)
       started = True
       log(f"start  {run.name} ({run.trained_steps} steps) -> {sc.workdir(root, run)}")

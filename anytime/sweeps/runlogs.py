@@ -7,11 +7,16 @@ from ``<root>/<run name>/``, without importing JAX or the trainer.
 - :func:`read_eval_log` is the one reader of the trainer's ``<workdir>/eval.jsonl``
   (a header record, then one record per evaluation; see anytime/lm/train.py).
 - :func:`run_state` / :func:`progress_step` / :func:`parent_ready`: the launcher's view.
+- :func:`claim` / :func:`record_trainer`: a launcher takes a run before starting it, so
+  launchers sharing a root (a second one adding jobs, hosts on one file system) never run the
+  same run twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -97,8 +102,9 @@ def finite(x: float | None) -> bool:
 # --------------------------------------------------------------------------------------------
 # Where a run stands (the launcher's view of <root>/<name>).
 
-LOCK = "launcher.lock"  # {"pid", "host", "started"} while the launcher runs it
-STALE_SECONDS = 1800  # a run of another host counts as running if its logs moved this recently
+LOCK = "launcher.lock"  # {"host", "launcher_pid", "started", then "pid" (the trainer's)}
+MUTEX = ".launcher.mutex"  # <root>/.launcher.mutex: held while a launcher checks and takes a lock
+STALE_SECONDS = 1800  # a run of another host counts as running if its files moved this recently
 STATES = ("done", "running", "partial", "todo", "unsupported")
 
 
@@ -123,10 +129,49 @@ def _lock_alive(path: str) -> bool:
   except (OSError, ValueError):
     return False
   if lock.get("host") == socket.gethostname():
-    return _pid_alive(int(lock["pid"]))
-  logs = [os.path.join(path, n) for n in ("train.jsonl", "eval.jsonl")]
-  times = [os.path.getmtime(p) for p in logs if os.path.exists(p)]
+    # Either process keeps the run: a trainer outliving a killed launcher still writes there.
+    pids = [lock[k] for k in ("pid", "launcher_pid") if lock.get(k) is not None]
+    return any(_pid_alive(int(p)) for p in pids)
+  files = [os.path.join(path, n) for n in (LOCK, "train.jsonl", "eval.jsonl")]
+  times = [os.path.getmtime(p) for p in files if os.path.exists(p)]
   return bool(times) and time.time() - max(times) < STALE_SECONDS
+
+
+def _write_lock(path: str, lock: dict) -> None:
+  tmp = os.path.join(path, f"{LOCK}.{os.getpid()}.tmp")
+  with open(tmp, "w") as f:
+    json.dump(lock, f)
+  os.replace(tmp, os.path.join(path, LOCK))  # readers never see half a lock
+
+
+def claim(root: str, run: Run) -> bool:
+  """Take ``run`` for this launcher (its lock, before the trainer starts): False if it is done
+  or a live launcher or trainer holds it. A stale lock (both processes gone, or another host's
+  run whose files have not moved for STALE_SECONDS) is taken over. The check and the write
+  happen under an exclusive ``flock`` of ``<root>/.launcher.mutex``, so two launchers never
+  both take a run."""
+  path = workdir(root, run)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(root, MUTEX), "a") as mutex:
+    fcntl.flock(mutex, fcntl.LOCK_EX)  # released when the file closes
+    if run_state(root, run) in ("done", "running"):
+      return False
+    lock = {"host": socket.gethostname(), "launcher_pid": os.getpid(), "started": time.time()}
+    _write_lock(path, lock)
+  return True
+
+
+def record_trainer(root: str, run: Run, pid: int) -> None:
+  """Add the trainer's pid to the lock this launcher holds (:func:`claim`)."""
+  path = workdir(root, run)
+  with open(os.path.join(path, LOCK)) as f:
+    lock = json.load(f)
+  _write_lock(path, {**lock, "pid": pid})
+
+
+def release(root: str, run: Run) -> None:
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(os.path.join(workdir(root, run), LOCK))
 
 
 def run_state(root: str, run: Run) -> str:

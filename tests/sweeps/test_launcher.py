@@ -6,13 +6,14 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from anytime import optim
 from anytime.sweeps import common as sc
 from anytime.sweeps import launch as sweep
-from anytime.sweeps import listing
+from anytime.sweeps import listing, runlogs
 
 FAKE = "tests.sweeps.fake_trainer"
 CONSTANT = "constant_h2_lr0.003_b0.95_s0"
@@ -122,6 +123,56 @@ def test_running_is_detected_from_a_live_lock(runs, tmp_path):
   dead.wait()
   (path / sc.LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
   assert sc.run_state(str(tmp_path), run) == "todo"
+
+
+def test_a_lock_is_live_while_its_launcher_or_its_trainer_is(runs, tmp_path):
+  run, root = next(r for r in runs if r.name == CONSTANT), str(tmp_path)
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  here = socket.gethostname()
+  for launcher_pid, trainer_pid, state in [
+    (os.getpid(), None, "running"),  # taken, trainer not started yet
+    (dead.pid, os.getpid(), "running"),  # launcher killed, its trainer still writing
+    (dead.pid, dead.pid, "todo"),  # both gone: stale
+  ]:
+    lock = {"host": here, "launcher_pid": launcher_pid, "pid": trainer_pid}
+    os.makedirs(tmp_path / CONSTANT, exist_ok=True)
+    (tmp_path / CONSTANT / sc.LOCK).write_text(json.dumps(lock))
+    assert sc.run_state(root, run) == state
+    assert runlogs.claim(root, run) is (state == "todo")  # a stale lock is taken over
+  taken = json.loads((tmp_path / CONSTANT / sc.LOCK).read_text())
+  assert taken["launcher_pid"] == os.getpid() and "pid" not in taken
+  runlogs.record_trainer(root, run, 12345)
+  assert json.loads((tmp_path / CONSTANT / sc.LOCK).read_text())["pid"] == 12345
+
+
+def test_launchers_sharing_a_root_start_each_run_once(runs, tmp_path):
+  """Two launchers given the same runs at the same time: each run is started by exactly one."""
+  root = str(tmp_path)
+  todo = [r for r in runs if r.supported]
+  outcomes = [None, None]
+
+  def launch(i):
+    outcomes[i] = sweep.run_local(
+      todo, root, jobs=1, python=sys.executable, module=FAKE, poll=0.01, log=lambda _: None
+    )
+
+  threads = [threading.Thread(target=launch, args=(i,)) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  done = [set(o["done"]) for o in outcomes]
+  assert not done[0] & done[1] and not any(o["failed"] for o in outcomes)
+  for r in todo:
+    with open(os.path.join(root, r.name, "launcher.log")) as f:
+      starts = [line for line in f if line.startswith("# 2") and "-m " in line]
+    assert len(starts) <= 1, (r.name, starts)
+    assert (r.name in done[0] | done[1]) == (len(starts) == 1)
+  # What one launcher skipped (branches of a run the other held) the next launch finishes.
+  outcome, _ = _launch(todo, root)
+  assert not outcome["failed"] and all(sc.run_state(root, r) == "done" for r in todo)
+  assert not os.path.exists(os.path.join(root, todo[0].name, sc.LOCK))
 
 
 def test_branches_of_a_run_running_elsewhere_are_skipped(runs, tmp_path):
