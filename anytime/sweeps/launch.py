@@ -75,13 +75,10 @@ def _start(
     if cores:
       log.write(f"# pinned to cores {','.join(map(str, cores))}\n")
     log.flush()
-    proc = subprocess.Popen(
-      run.command(root, python, module),
-      stdout=log,
-      stderr=subprocess.STDOUT,
-      env=env,
-      preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
-    )
+    cmd = run.command(root, python, module)
+    if cores:  # pinned by a tiny exec wrapper: no preexec_fn fork of this JAX-loaded process
+      cmd = [python, "-m", "anytime.sweeps.pin", ",".join(map(str, cores)), *cmd]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
   except BaseException:
     runlogs.release(root, run)  # nothing started: the run stays free for the next launcher
     raise

@@ -13,7 +13,7 @@ import pytest
 from anytime import optim
 from anytime.sweeps import common as sc
 from anytime.sweeps import launch as sweep
-from anytime.sweeps import listing, runlogs
+from anytime.sweeps import listing, pin, runlogs
 
 FAKE = "tests.sweeps.fake_trainer"
 CONSTANT = "constant_h2_lr0.003_b0.95_s0"
@@ -276,6 +276,19 @@ def test_pinned_jobs_each_run_on_their_own_core(runs, tmp_path):
   slots = {",".join(map(str, c)) for c in sweep.core_slots(2, "on")}
   seen = {(tmp_path / n / "cores.txt").read_text() for n in outcome["done"]}
   assert seen <= slots and len(seen) == 2  # both slots used, never all cores
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_pin_execs_the_program_on_the_cores_with_the_same_pid():
+  core = min(os.sched_getaffinity(0))
+  probe = "import os; print(os.getpid(), *sorted(os.sched_getaffinity(0)))"
+  cmd = [sys.executable, "-m", "anytime.sweeps.pin", str(core), sys.executable, "-c", probe]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+  out, _ = proc.communicate()
+  assert out.split() == [str(proc.pid), str(core)]  # exec: the launcher waits on the trainer
+  for bad in ("", "a,1", "-1"):
+    with pytest.raises(ValueError, match=f"cores={bad!r} is invalid: expected comma-separated"):
+      pin.parse_cores(bad)
 
 
 def test_set_reaches_every_run_and_a_bad_field_is_named(tmp_path):
