@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import os
 import re
+import resource
 import time
 from collections.abc import Callable
 
@@ -42,9 +43,9 @@ import numpy as np
 
 from anytime import cli
 from anytime.configs import lm as lm_config
+from anytime.lm import host_memory, train
 from anytime.lm import model as model_lib
 from anytime.lm import sharding as sharding_lib
-from anytime.lm import train
 from experiments.bench import legacy as bench_legacy
 from experiments.bench import profile as bench_profile
 
@@ -190,29 +191,39 @@ def check_same_model(mcfg, batch: int) -> tuple[float, float]:
 
 
 def time_rounds(
-  variants: dict[str, Callable[[], None]], rounds: int, steps: int, cores: dict | None = None
+  variants: dict[str, Callable[[], None]],
+  rounds: int,
+  steps: int,
+  cores: dict | None = None,
+  faults: dict | None = None,
 ) -> dict:
   """Fastest single step of each variant over interleaved rounds of ``steps`` steps.
 
   A pause before each variant lets the previous one's worker threads (OpenMP's and XLA's
   spin-wait after their work) go idle, so they do not eat into the next variant's time.
   ``cores``, if given, receives each variant's cores busy: the process's CPU time (every
-  thread, user + system) over the wall time of all its timed steps.
+  thread, user + system) over the wall time of all its timed steps; ``faults`` its minor page
+  faults per step (the kernel mapping in fresh pages: anytime/lm/host_memory.py).
   """
   best = dict.fromkeys(variants, np.inf)
   cpu, wall = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0.0)
+  minflt = dict.fromkeys(variants, 0)
   for _ in range(rounds):
     for name, step in variants.items():
       time.sleep(0.3)
       for _ in range(steps):
+        flt_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         cpu_start, start = time.process_time(), time.perf_counter()
         step()
         seconds = time.perf_counter() - start
         cpu[name] += time.process_time() - cpu_start
+        minflt[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt_start
         wall[name] += seconds
         best[name] = min(best[name], seconds)
   if cores is not None:
     cores.update({name: cpu[name] / wall[name] for name in variants})
+  if faults is not None:
+    faults.update({name: minflt[name] / (rounds * steps) for name in variants})
   return best
 
 
@@ -294,18 +305,19 @@ def bench_preset(preset: str, batch: int, args, peak: float) -> None:
   steps = max(args.steps, min(8, int(2.0 / (time.perf_counter() - start))))
   print(f"  timing: {args.rounds} interleaved rounds x {steps} steps per variant, fastest kept")
   cores: dict[str, float] = {}
-  best = time_rounds(variants, args.rounds, steps, cores)
+  faults: dict[str, float] = {}
+  best = time_rounds(variants, args.rounds, steps, cores, faults)
   t_ref = best["jax (trainer)"]
   print(
     f"  {'variant':<30}{'s/step':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'cores':>7}"
-    f"{'ours / this, tokens/s':>23}"
+    f"{'faults':>8}{'ours / this, tokens/s':>23}"
   )
   for name, seconds in best.items():
     tokens_s = ref["tokens"] / seconds
     flops_s = tokens_s * ref["flops_per_token"]
     print(
       f"  {name:<30}{seconds:>9.4f}{tokens_s:>10,.0f}{flops_s / 1e9:>9.1f}"
-      f"{flops_s / peak:>7.1%}{cores[name]:>7.2f}{seconds / t_ref:>23.3f}"
+      f"{flops_s / peak:>7.1%}{cores[name]:>7.2f}{faults[name]:>8,.0f}{seconds / t_ref:>23.3f}"
     )
   for base_name, label in (("jax (trainer)", "defaults"), ("jax (CPU setup)", "CPU setup")):
     prefix = "jax" if base_name == "jax (trainer)" else "CPU setup"
@@ -346,6 +358,13 @@ def main(argv=None) -> None:
   )
   ap.add_argument("--profile", default="", help="preset: print where its step's time goes")
   ap.add_argument(
+    "--keep_freed_memory",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="as the trainer's flag (anytime/lm/host_memory.py); process-wide, so the PyTorch rows "
+    "run with the same setting",
+  )
+  ap.add_argument(
     "--cpu_devices",
     type=int,
     default=-1,
@@ -371,7 +390,9 @@ def main(argv=None) -> None:
   cli.require("--cpu_devices", args.cpu_devices, args.cpu_devices == -1 or args.cpu_devices >= 1,
               "-1 (one per core) or an integer >= 1")  # fmt: skip
   sharding_lib.set_cpu_devices(args.cpu_devices)  # before anything starts the backend
+  kept = args.keep_freed_memory and host_memory.keep_freed_memory()
   print(f"devices: {jax.devices()}, load average {os.getloadavg()}")
+  print(f"glibc malloc: {'freed memory kept (heap only, no trim)' if kept else 'defaults'}")
   if args.profile:
     batch = batches.get(args.profile, 32)
     for overrides in ({}, cpu_setup()):
