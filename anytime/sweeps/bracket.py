@@ -37,7 +37,7 @@ import math
 import os
 
 from anytime.sweeps import common as sc
-from anytime.sweeps import fig2, report
+from anytime.sweeps import fig2, report, runlogs
 
 FILE = "bracket.json"
 STEP = math.sqrt(2)  # the peak-LR grid: neighbours differ by a factor sqrt(2)
@@ -139,11 +139,8 @@ def read(root: str, sweep) -> list[Point]:
 def write(root: str, sweep, points) -> str:
   path = os.path.join(root, FILE)
   os.makedirs(root, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump({"sweep": sweep.name, "points": [p.as_json() for p in points]}, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)  # never a half-written file for the next reader
+  data = {"sweep": sweep.name, "points": [p.as_json() for p in points]}
+  runlogs.write_atomic(path, json.dumps(data, indent=1) + "\n")
   return path
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 
 from anytime.sweeps import common as sc
+from anytime.sweeps import runlogs
 
 LOG_FILES = ("config.json", "eval.jsonl", "run.json", "train.jsonl")
 SWEEP_RECORDS = ("bracket.json", "headline.json")
@@ -35,13 +36,6 @@ def replacements(root: str, sets) -> list[tuple[str, str]]:
   # Longest first, so that a path inside another is never half replaced.
   out.sort(key=lambda kv: -len(kv[0]))
   return [*out, (os.path.abspath(root).rstrip("/") + "/", "")]
-
-
-def _write(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def collect(runs, root: str, dest: str, sets=()) -> dict[str, int]:
@@ -66,7 +60,7 @@ def collect(runs, root: str, dest: str, sets=()) -> dict[str, int]:
         text = f.read()
       for old, new in rules:
         text = text.replace(old, new)
-      _write(os.path.join(out, name), text)
+      runlogs.write_atomic(os.path.join(out, name), text)
     counts["runs"] += 1
   for name in SWEEP_RECORDS:
     if os.path.isfile(os.path.join(root, name)):

@@ -25,7 +25,7 @@ import math
 import os
 
 from anytime.sweeps import common as sc
-from anytime.sweeps import fig2, report
+from anytime.sweeps import fig2, report, runlogs
 
 FILE = "headline.json"
 DEPENDS = ("cosine", "constant", "inverse_sqrt")  # the methods the selection reads
@@ -132,12 +132,8 @@ def read(root: str, sweep) -> list[Config] | None:
 def write(root: str, sweep, configs) -> str:
   path = os.path.join(root, FILE)
   os.makedirs(root, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump({"sweep": sweep.name, "configs": [dataclasses.asdict(c) for c in configs]}, f,
-              indent=1)  # fmt: skip
-    f.write("\n")
-  os.replace(tmp, path)  # never a half-written file for the next reader
+  data = {"sweep": sweep.name, "configs": [dataclasses.asdict(c) for c in configs]}
+  runlogs.write_atomic(path, json.dumps(data, indent=1) + "\n")
   return path
 
 

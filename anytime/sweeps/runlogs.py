@@ -137,11 +137,28 @@ def _lock_alive(path: str) -> bool:
   return bool(times) and time.time() - max(times) < STALE_SECONDS
 
 
+def write_atomic(path: str, text: str) -> None:
+  """Write ``text`` to ``path`` so a reader sees the old file or the new one, never a part.
+
+  The temporary name carries the pid: two launchers writing the same file (a shared
+  headline.json or bracket.json) never write into, or rename away, each other's temporary.
+  fsync before the rename, so a crash of the machine cannot leave an empty file behind.
+  """
+  tmp = f"{path}.{os.getpid()}.tmp"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
 def _write_lock(path: str, lock: dict) -> None:
-  tmp = os.path.join(path, f"{LOCK}.{os.getpid()}.tmp")
-  with open(tmp, "w") as f:
-    json.dump(lock, f)
-  os.replace(tmp, os.path.join(path, LOCK))  # readers never see half a lock
+  write_atomic(os.path.join(path, LOCK), json.dumps(lock))
 
 
 def claim(root: str, run: Run) -> bool:

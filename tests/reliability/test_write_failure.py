@@ -19,8 +19,11 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
   def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
+  async def disk_full_async(*args, **kwargs):  # fails when awaited, as a real write does
+    disk_full()
+
   monkeypatch.setattr(ocp.StandardCheckpointHandler, "save", disk_full)
-  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", disk_full)
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", disk_full_async)
   with pytest.raises(
     checkpoint_lib.CheckpointWriteError,
     match=r"step 2 .*No space left on device.*previous checkpoint \(step 1\) is intact",

@@ -306,3 +306,27 @@ def test_fig2_without_its_data_is_refused_before_writing(tmp_path):
   with pytest.raises(ValueError, match=r"data.path='' is invalid: the sweep trains on pre-tok"):
     sweep.main(["--sweep=fig2", f"--root={root}", "--jobs=2"])
   assert not root.exists()
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def test_write_atomic_replaces_whole_or_keeps_the_old_file(tmp_path):
+  path = str(tmp_path / "headline.json")
+  runlogs.write_atomic(path, "old\n")
+  # Another launcher's temporary of the same file (same directory, other pid) is not ours.
+  other = f"{path}.{os.getpid() + 1}.tmp"
+  with open(other, "w") as f:
+    f.write("theirs")
+
+  with pytest.raises(TypeError):  # the write fails after the temporary was opened
+    runlogs.write_atomic(path, b"new")  # type: ignore[arg-type]
+  assert _read(path) == "old\n"
+  assert sorted(os.listdir(tmp_path)) == sorted(["headline.json", os.path.basename(other)])
+  assert _read(other) == "theirs"
+
+  runlogs.write_atomic(path, "new\n")
+  assert _read(path) == "new\n"
+  assert sorted(os.listdir(tmp_path)) == sorted(["headline.json", os.path.basename(other)])
