@@ -9,9 +9,10 @@ configuration missing or non-finite at any horizon is not eligible. :func:`traje
 :func:`report` adds to the sweep report (when the sweep has headline seeds, see
 :mod:`anytime.sweeps.headline`): the Figure-2 table (``fig2.csv``; loss mean ± SE over the
 seeds each configuration has, Δ = paired mean over the seeds both have of method - cosine, ±
-std / sqrt(n)), the best-per-budget table (every report column tuned per horizon), the
-equivalent compute of each Δ from a fit L(D) = E + A D^-alpha of the tuned cosine loss vs
-tokens, ``summary.csv`` and ``fig2.png``.
+std / sqrt(n)), the seed noise of those headline configurations (std of each loss and of
+each paired Δ), the best-per-budget table (every report column tuned per horizon), the
+equivalent compute of each Δ (:mod:`anytime.sweeps.equivalent_compute`: a fit
+L(D) = E + A D^-alpha of the tuned cosine loss vs tokens), ``summary.csv`` and ``fig2.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 import os
 import statistics
 
+from anytime.sweeps import equivalent_compute as ec
 from anytime.sweeps import figures, report
 
 TRAJECTORY_METHODS = ("constant", "inverse_sqrt")
@@ -102,6 +104,11 @@ def seed_losses(results, method, config, horizon, seeds) -> dict[int, float]:
   return dict(sorted(out.items()))
 
 
+def _std(xs) -> float | None:
+  xs = list(xs)
+  return statistics.stdev(xs) if len(xs) >= 2 else None
+
+
 def _se(xs) -> float | None:
   xs = list(xs)
   return statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) >= 2 else None
@@ -119,6 +126,8 @@ class Stat:
   delta: float | None  # mean over the seeds both have of (loss - cosine loss)
   delta_se: float | None  # std / sqrt(n) of those differences, n >= 2
   n: int  # seeds paired
+  loss_std: float | None = None  # seed-to-seed std of the loss, n >= 2
+  delta_std: float | None = None  # std of the paired differences, n >= 2
 
 
 def stat(results, method, config, cosine_config, horizon, seeds) -> Stat | None:
@@ -130,86 +139,12 @@ def stat(results, method, config, cosine_config, horizon, seeds) -> Stat | None:
   return Stat(
     config[0], tuple(config), tuple(mine), statistics.fmean(mine.values()), _se(mine.values()),
     statistics.fmean(diffs) if diffs else None, _se(diffs), len(diffs),
+    _std(mine.values()), _std(diffs),
   )  # fmt: skip
 
 
 def _cfg(pick: report.Pick | None) -> tuple | None:
   return None if pick is None else (pick.lr, pick.b2, pick.offset, pick.key)
-
-
-# --------------------------------------------------------------------------------------------
-# Equivalent compute: L(D) = E + A D^-alpha fitted to the tuned cosine.
-
-
-@dataclasses.dataclass(frozen=True)
-class Law:
-  E: float
-  A: float  # with D in units of d0 (tokens of the first fitted horizon)
-  alpha: float
-  d0: float
-  tokens: tuple[float, ...]
-  losses: tuple[float, ...]
-
-  def loss(self, d: float) -> float:
-    return self.E + self.A * (d / self.d0) ** -self.alpha
-
-  def tokens_for(self, loss: float) -> float:
-    """D with L(D) = loss; inf when loss <= E (the fit never gets there)."""
-    if loss <= self.E:
-      return math.inf
-    return self.d0 * (self.A / (loss - self.E)) ** (1 / self.alpha)
-
-  @property
-  def residuals(self) -> tuple[float, ...]:
-    return tuple(y - self.loss(d) for d, y in zip(self.tokens, self.losses, strict=True))
-
-  def extrapolated(self, d: float) -> bool:
-    """``d`` outside the fitted tokens (beyond float rounding)."""
-    return not min(self.tokens) * (1 - 1e-9) <= d <= max(self.tokens) * (1 + 1e-9)
-
-
-def fit_law(tokens, losses) -> Law | None:
-  """Least squares of L = E + A (D/d0)^-alpha: (E, A) linear for each alpha, alpha by a bounded
-  1-D search (after a grid). None with fewer than 3 points or no decreasing fit (A <= 0)."""
-  import numpy as np
-  from scipy import optimize
-
-  pts = sorted((float(d), float(y)) for d, y in zip(tokens, losses, strict=True))
-  if len(pts) < 3:
-    return None
-  d, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-  x = d / d[0]
-
-  def solve(alpha):
-    m = np.stack([np.ones_like(x), x**-alpha], axis=1)
-    coef = np.linalg.lstsq(m, y, rcond=None)[0]
-    return coef, float(np.sum((m @ coef - y) ** 2))
-
-  grid = np.geomspace(1e-3, 5.0, 200)
-  i = int(np.argmin([solve(a)[1] for a in grid]))
-  lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-  res = optimize.minimize_scalar(lambda a: solve(a)[1], bounds=(lo, hi), method="bounded",
-                                 options={"xatol": 1e-12})  # fmt: skip
-  alpha = float(res.x)
-  (e, a), _ = solve(alpha)
-  if a <= 0:
-    return None
-  return Law(float(e), float(a), alpha, float(d[0]), tuple(d.tolist()), tuple(y.tolist()))
-
-
-def deq_ratio(law: Law | None, cosine_loss: float | None, delta, tokens) -> float | None:
-  """D_eq / D: the tokens at which the fitted cosine reaches C(D) + delta, over D."""
-  if law is None or cosine_loss is None or delta is None:
-    return None
-  return law.tokens_for(cosine_loss + delta) / tokens
-
-
-def _ratio(law, r: float | None, tokens: int) -> str:
-  if r is None:
-    return "—"
-  if math.isinf(r):
-    return "inf"
-  return f"{r:.3f}" + ("*" if law.extrapolated(r * tokens) else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,9 +185,9 @@ def fig2_rows(results, sweep, rows, trajectories, ref) -> list[Fig2Row]:
   return out
 
 
-def law_of(frows) -> Law | None:
+def law_of(frows) -> ec.Law | None:
   pts = [(f.tokens, f.cosine.loss) for f in frows if f.cosine is not None]
-  return fit_law(*zip(*pts, strict=True)) if len(pts) >= 3 else None
+  return ec.fit_law(*zip(*pts, strict=True)) if len(pts) >= 3 else None
 
 
 def _pm(x, se, fmt="+.4f") -> str:
@@ -274,7 +209,7 @@ def _per_row(frows, trajectories, law):
     for m, t in trajectories.items():
       s = f.methods[m] if t is not None else None
       items.append(
-        (m, t, s, None if s is None else deq_ratio(law, c and c.loss, s.delta, f.tokens))
+        (m, t, s, None if s is None else ec.deq_ratio(law, c and c.loss, s.delta, f.tokens))
       )
     yield f, c, items
 
@@ -291,7 +226,7 @@ def markdown_fig2(frows, trajectories, law, sweep) -> str:
     for m, t, s, r in items:
       cells += ["—"] * 4 if s is None else [
         f"{t.lr:g}, {t.key.removeprefix('pema')}", f"{s.loss:.4f}",
-        f"{_pm(s.delta, s.delta_se)} ({s.n})", _ratio(law, r, f.tokens)]  # fmt: skip
+        f"{_pm(s.delta, s.delta_se)} ({s.n})", ec.format_ratio(law, r, f.tokens)]  # fmt: skip
       cells.append(report._num(f.paper.get(m)))
     lines.append("| " + " | ".join(cells) + " |")
   seed = sweep.seeds[0]
@@ -313,31 +248,6 @@ def markdown_fig2(frows, trajectories, law, sweep) -> str:
   return "\n".join(intro + lines)
 
 
-def markdown_law(law: Law | None, frows) -> str:
-  parts = ["## Equivalent compute", ""]
-  if law is None:
-    why = "No fit: fewer than 3 horizons with a tuned cosine, or no decreasing law fits them."
-    return "\n".join([*parts, why, ""])
-  parts += [
-    f"L(D) = E + A (D / {law.d0:,.0f})^-alpha fitted (least squares) to the tuned cosine loss "
-    f"(mean over its seeds) at the {len(law.tokens)} horizons: E = {law.E:.4f}, "
-    f"A = {law.A:.4f}, alpha = {law.alpha:.4f}. Residuals (loss - fit):",
-    "",
-    "| tokens | cosine loss | fit | residual |",
-    "|---|---|---|---|",
-  ]
-  for d, y, e in zip(law.tokens, law.losses, law.residuals, strict=True):
-    parts.append(f"| {report.sc_tokens(int(d))} | {y:.4f} | {law.loss(d):.4f} | {e:+.5f} |")
-  parts += [
-    "",
-    "For a Δ at D tokens: D_eq = L^-1(C(D) + Δ), C(D) the cosine loss above; D_eq / D < 1: "
-    "cosine tuned for that budget matches the method with fewer tokens (0.93 = 7% fewer), > 1: "
-    "it needs more. `*`: D_eq outside the fitted range (extrapolated); inf: C(D) + Δ <= E.",
-    "",
-  ]
-  return "\n".join(parts)
-
-
 def best_per_budget(results, sweep, rows, vs) -> list[tuple[str, list[Stat | None]]]:
   """(column label, per-horizon stat of the report's pick for it) for every report column."""
   seeds = all_seeds(sweep)
@@ -350,6 +260,40 @@ def best_per_budget(results, sweep, rows, vs) -> list[tuple[str, list[Stat | Non
       stats.append(stat(results, v.method, _cfg(pick), cos, r.horizon, seeds) if ok else None)
     out.append((v.label, stats))
   return out
+
+
+def markdown_noise(frows, trajectories) -> str:
+  """Seed noise of the headline configurations: the std over seeds of each loss and of each
+  paired Δ (its SE above is that std / sqrt(n))."""
+  head = ["horizon", "cosine: loss std (n)"]
+  for m in trajectories:
+    head += [f"{NAMES[m]}: loss std (n)", "Δ std (n)"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  cosine_stds, delta_stds = [], []
+
+  def cell(x, n):
+    return "—" if x is None else f"{x:.4f} ({n})"
+
+  for f in frows:
+    c = f.cosine
+    cells = [f"{f.horizon:g}x", "—" if c is None else cell(c.loss_std, len(c.seeds))]
+    if c is not None and c.loss_std is not None:
+      cosine_stds.append(c.loss_std)
+    for m, t in trajectories.items():
+      s = f.methods[m] if t is not None else None
+      cells += ["—", "—"] if s is None else [cell(s.loss_std, len(s.seeds)), cell(s.delta_std, s.n)]
+      if s is not None and s.delta_std is not None:
+        delta_stds.append(s.delta_std)
+    lines.append("| " + " | ".join(cells) + " |")
+  intro = ["Seed noise of the headline configurations (std over seeds; a seed fixes the init and "
+           "the data order, shared by the methods):", ""]  # fmt: skip
+  outro = []
+  if cosine_stds and delta_stds and statistics.median(cosine_stds) > 0:
+    cos_med, delta_med = statistics.median(cosine_stds), statistics.median(delta_stds)
+    outro = ["", f"Median over the horizons: cosine loss std {cos_med:.4f}, paired Δ std "
+             f"{delta_med:.4f} nats ({delta_med / cos_med:.2f} x the loss std; unpaired runs "
+             f"would give sqrt(2) x = {math.sqrt(2) * cos_med:.4f})."]  # fmt: skip
+  return "\n".join([*intro, *lines, *outro, ""])
 
 
 def markdown_best(best, frows, law) -> str:
@@ -369,8 +313,8 @@ def markdown_best(best, frows, law) -> str:
       if s is None or s.delta is None:
         cells.append("—")
         continue
-      r = deq_ratio(law, f.cosine and f.cosine.loss, s.delta, f.tokens)
-      cells.append(f"{_pm(s.delta, s.delta_se)} ({_ratio(law, r, f.tokens)})")
+      r = ec.deq_ratio(law, f.cosine and f.cosine.loss, s.delta, f.tokens)
+      cells.append(f"{_pm(s.delta, s.delta_se)} ({ec.format_ratio(law, r, f.tokens)})")
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join([*lines, ""])
 
@@ -486,8 +430,9 @@ def write(out: str, sweep, runs, results, rows, vs, ref) -> str:
     "",
     "![Figure 2](fig2.png)",
     "",
+    markdown_noise(frows, trajectories),
     markdown_best(best, frows, law),
-    markdown_law(law, frows),
+    ec.markdown_law(law, frows),
     "Per method and horizon (with the LR grid run there and the seeds averaged): `summary.csv`;"
     " the table above: `fig2.csv`.",
     "",

@@ -389,6 +389,9 @@ def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_
     med = statistics.median(n.std for n in noise_rows)
     parts += ["", f"Median seed std {med:.4f} nats: a Δ smaller than ~{2 * math.sqrt(2) * med:.4f}"
               " (2 x the std of a difference of two runs) is within noise."]  # fmt: skip
+  elif tuple((sweep.get("headline") or {}).get("seeds", ())):
+    parts.append("No `noise.seeds` repeats in this sweep: the headline configurations' seed "
+                 "noise is under Figure 2 below.")  # fmt: skip
   else:
     parts.append("No configuration was run with two or more seeds.")
   parts += ["", "## Compute (training FLOPs, evaluation excluded; noise seeds excluded)", ""]

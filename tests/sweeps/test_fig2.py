@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from anytime.sweeps import common as sc
+from anytime.sweeps import equivalent_compute as ec
 from anytime.sweeps import fig2, report
 from tests.sweeps import fig2_synthetic as fs
 from tests.sweeps import synthetic
@@ -71,6 +72,10 @@ def test_paired_delta_and_its_standard_error_by_hand(done):
   assert const.n == 3 and const.delta == pytest.approx(sum(diffs) / 3)  # 0.002667
   assert const.delta_se == pytest.approx(_se(diffs))  # std / sqrt(3) = 0.003528
   assert const.delta_se == pytest.approx(0.0035277, abs=1e-7)
+  # Seed noise: the std itself, by hand (sum of squared deviations / (n - 1)).
+  assert cos.loss_std == pytest.approx(math.sqrt((0.002**2 + 0.008**2 + 0.006**2) / 2))
+  assert const.loss_std == pytest.approx(math.sqrt((2 * (0.002 / 3) ** 2 + (0.004 / 3) ** 2) / 2))
+  assert const.delta_std == pytest.approx(const.delta_se * math.sqrt(3))
   # 4x: cosine seed 2 has no log, so only seeds 0 and 1 pair: +0.004 and -0.004.
   const4 = frows[2].methods["constant"]
   assert const4.seeds == (0, 1, 2) and const4.n == 2
@@ -159,6 +164,10 @@ def test_report_sections_files_and_a_byte_identical_rebuild(done, tmp_path):
   assert "| 1x | 2.56k | 0.500 | 0.003 | 3.0020 ± 0.0042 (3) | 0.001, 25 | 3.0047 | " in text
   assert "+0.0027 ± 0.0035 (3)" in text and "| +0.0074 |" in text
   assert "## Best per budget" in text and "## Equivalent compute" in text
+  # Seed noise of the headline configurations, 1x: cosine std 0.0072 (seeds 3.000, 3.010,
+  # 2.996), constant 0.0012 (3.004, 3.006, 3.004), paired Δ 0.0061 (0.004, -0.004, 0.008).
+  assert "| 1x | 0.0072 (3) | 0.0012 (3) | 0.0061 (3) |" in text
+  assert "No `noise.seeds` repeats in this sweep" in text
   with open(a / "fig2.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["constant_n"] for r in rows] == ["3", "3", "2"]
@@ -177,18 +186,18 @@ def test_without_headline_seeds_the_report_is_unchanged(done, tmp_path):
 def test_the_fit_recovers_a_known_law_and_its_equivalent_compute():
   e, a, alpha, d0 = 2.0, 1.5, 0.35, 1.0e6
   tokens = [d0 * 2**k for k in range(6)]
-  law = fig2.fit_law(tokens, [e + a * (d / d0) ** -alpha for d in tokens])
+  law = ec.fit_law(tokens, [e + a * (d / d0) ** -alpha for d in tokens])
   assert (law.E, law.A, law.alpha) == pytest.approx((e, a, alpha), rel=1e-6)
   assert max(map(abs, law.residuals)) < 1e-9
   at = 4.0e6
   target = e + a * (3.0e6 / d0) ** -alpha  # the loss cosine reaches at 3M tokens
   assert law.tokens_for(target) == pytest.approx(3.0e6, rel=1e-6)
   delta = target - law.loss(at)  # a method at 4M tokens as good as cosine at 3M
-  assert fig2.deq_ratio(law, law.loss(at), delta, at) == pytest.approx(0.75, rel=1e-6)
+  assert ec.deq_ratio(law, law.loss(at), delta, at) == pytest.approx(0.75, rel=1e-6)
   assert not law.extrapolated(3.0e6) and law.extrapolated(0.5e6) and law.extrapolated(64e6)
-  assert math.isinf(fig2.deq_ratio(law, law.loss(at), e - law.loss(at), at))  # L_m <= E
-  assert fig2.fit_law(tokens[:2], [3.0, 2.9]) is None  # too few points
-  assert fig2.fit_law(tokens[:3], [2.8, 2.9, 3.0]) is None  # loss rising with tokens
+  assert math.isinf(ec.deq_ratio(law, law.loss(at), e - law.loss(at), at))  # L_m <= E
+  assert ec.fit_law(tokens[:2], [3.0, 2.9]) is None  # too few points
+  assert ec.fit_law(tokens[:3], [2.8, 2.9, 3.0]) is None  # loss rising with tokens
 
 
 def test_seed_losses_keep_only_finite_losses_of_that_config(done):
