@@ -109,11 +109,6 @@ def _std(xs) -> float | None:
   return statistics.stdev(xs) if len(xs) >= 2 else None
 
 
-def _se(xs) -> float | None:
-  xs = list(xs)
-  return statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) >= 2 else None
-
-
 @dataclasses.dataclass(frozen=True)
 class Stat:
   """A configuration at one horizon over its seeds, and paired against the tuned cosine."""
@@ -122,12 +117,20 @@ class Stat:
   config: tuple  # (lr, b2, offset, key)
   seeds: tuple[int, ...]  # seeds with a finite loss
   loss: float  # mean over them
-  loss_se: float | None  # std / sqrt(n), n >= 2
+  loss_std: float | None  # seed-to-seed std of the loss, n >= 2
   delta: float | None  # mean over the seeds both have of (loss - cosine loss)
-  delta_se: float | None  # std / sqrt(n) of those differences, n >= 2
+  delta_std: float | None  # std of those differences, n >= 2
   n: int  # seeds paired
-  loss_std: float | None = None  # seed-to-seed std of the loss, n >= 2
-  delta_std: float | None = None  # std of the paired differences, n >= 2
+
+  @property
+  def loss_se(self) -> float | None:
+    """std / sqrt(n) of the loss, n >= 2."""
+    return None if self.loss_std is None else self.loss_std / math.sqrt(len(self.seeds))
+
+  @property
+  def delta_se(self) -> float | None:
+    """std / sqrt(n) of the paired differences, n >= 2."""
+    return None if self.delta_std is None else self.delta_std / math.sqrt(self.n)
 
 
 def stat(results, method, config, cosine_config, horizon, seeds) -> Stat | None:
@@ -137,9 +140,8 @@ def stat(results, method, config, cosine_config, horizon, seeds) -> Stat | None:
   base = seed_losses(results, "cosine", cosine_config, horizon, seeds) if cosine_config else {}
   diffs = [mine[s] - base[s] for s in mine if s in base]
   return Stat(
-    config[0], tuple(config), tuple(mine), statistics.fmean(mine.values()), _se(mine.values()),
-    statistics.fmean(diffs) if diffs else None, _se(diffs), len(diffs),
-    _std(mine.values()), _std(diffs),
+    config[0], tuple(config), tuple(mine), statistics.fmean(mine.values()), _std(mine.values()),
+    statistics.fmean(diffs) if diffs else None, _std(diffs), len(diffs),
   )  # fmt: skip
 
 

@@ -346,6 +346,8 @@ def write_csvs(out: str, rows: list[Row], labels, noise_rows, compute_rows) -> N
 
 
 def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_model) -> str:
+  from anytime.sweeps import fig2  # builds on this module's selection
+
   labels = [v.label for v in vs]
   found = {r.name for r, _ in results}
   done = sum(1 for _, log in results if log.done)
@@ -389,7 +391,7 @@ def markdown(sweep, runs, results, rows, vs, noise_rows, compute_rows, ref, ref_
     med = statistics.median(n.std for n in noise_rows)
     parts += ["", f"Median seed std {med:.4f} nats: a Δ smaller than ~{2 * math.sqrt(2) * med:.4f}"
               " (2 x the std of a difference of two runs) is within noise."]  # fmt: skip
-  elif tuple((sweep.get("headline") or {}).get("seeds", ())):
+  elif fig2.applies(sweep):
     parts.append("No `noise.seeds` repeats in this sweep: the headline configurations' seed "
                  "noise is under Figure 2 below.")  # fmt: skip
   else:

@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from anytime import cli
-from anytime.lm import host_memory
 from experiments.bench import trainer as bench_trainer
 
 TOKENS, D, F = 4096, 384, 1536  # the 15m MLP at 16 x 256 tokens
@@ -170,22 +169,16 @@ def nano_step(rounds: int) -> None:
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--reps", type=int, default=8)
-  ap.add_argument(
-    "--keep_freed_memory",
-    action=argparse.BooleanOptionalAction,
-    default=True,
-    help="as the trainer's flag (anytime/lm/host_memory.py); process-wide, both sides run with it",
-  )
+  bench_trainer.add_keep_freed_memory_flag(ap)
   args = ap.parse_args(argv)
   cli.at_least("--reps", args.reps, 1)
   import torch
 
-  # Before the first timed call: the trainer runs with it, so its parts are timed with it too.
-  kept = args.keep_freed_memory and host_memory.keep_freed_memory()
+  malloc_line = bench_trainer.keep_freed_memory(args.keep_freed_memory)
   cores = len(os.sched_getaffinity(0))
   torch.set_num_threads(cores)
   print(f"{cores} core(s) available; load average {os.getloadavg()}")
-  print(f"glibc malloc: {'freed memory kept (heap only, no trim)' if kept else 'defaults'}")
+  print(malloc_line)
   print("15m MLP matmuls:")
   matmuls(args.reps)
   print("15m attention core, forward + backward:")

@@ -190,6 +190,23 @@ def check_same_model(mcfg, batch: int) -> tuple[float, float]:
   return jax_loss, torch_loss
 
 
+def add_keep_freed_memory_flag(ap: argparse.ArgumentParser) -> None:
+  ap.add_argument(
+    "--keep_freed_memory",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="as the trainer's flag (anytime/lm/host_memory.py); process-wide, so the PyTorch rows "
+    "run with the same setting",
+  )
+
+
+def keep_freed_memory(enabled: bool) -> str:
+  """Applies the trainer's malloc setting if ``enabled`` (before the first timed call: the
+  trainer runs with it); returns the line that says which setting the benchmark runs with."""
+  kept = enabled and host_memory.keep_freed_memory()
+  return f"glibc malloc: {'freed memory kept (heap only, no trim)' if kept else 'defaults'}"
+
+
 def time_rounds(
   variants: dict[str, Callable[[], None]],
   rounds: int,
@@ -357,13 +374,7 @@ def main(argv=None) -> None:
     "e.g. 'average' for the averaging overhead alone; 'torch' keeps the PyTorch rows",
   )
   ap.add_argument("--profile", default="", help="preset: print where its step's time goes")
-  ap.add_argument(
-    "--keep_freed_memory",
-    action=argparse.BooleanOptionalAction,
-    default=True,
-    help="as the trainer's flag (anytime/lm/host_memory.py); process-wide, so the PyTorch rows "
-    "run with the same setting",
-  )
+  add_keep_freed_memory_flag(ap)
   ap.add_argument(
     "--cpu_devices",
     type=int,
@@ -390,9 +401,9 @@ def main(argv=None) -> None:
   cli.require("--cpu_devices", args.cpu_devices, args.cpu_devices == -1 or args.cpu_devices >= 1,
               "-1 (one per core) or an integer >= 1")  # fmt: skip
   sharding_lib.set_cpu_devices(args.cpu_devices)  # before anything starts the backend
-  kept = args.keep_freed_memory and host_memory.keep_freed_memory()
+  malloc_line = keep_freed_memory(args.keep_freed_memory)
   print(f"devices: {jax.devices()}, load average {os.getloadavg()}")
-  print(f"glibc malloc: {'freed memory kept (heap only, no trim)' if kept else 'defaults'}")
+  print(malloc_line)
   if args.profile:
     batch = batches.get(args.profile, 32)
     for overrides in ({}, cpu_setup()):
